@@ -1,0 +1,14 @@
+"""User-facing errors: the CLI prints them as one line and exits with code 2 (no traceback unless --debug)."""
+
+
+class PonderError(Exception):
+    """A problem with the user's input (file, option, model directory), not a bug in ponder."""
+
+
+class DataError(PonderError):
+    """Bad reasoning data; the message always names the file and, where there is one, the line."""
+
+    def __init__(self, path, line: int | None, problem: str):
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.problem = str(path), line, problem

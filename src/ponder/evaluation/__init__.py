@@ -1,0 +1,1 @@
+"""Evaluation: answer checking, metrics, reports (one schema for every method) and plots."""

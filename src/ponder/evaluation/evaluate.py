@@ -1,0 +1,102 @@
+"""``evaluate()``: a model on records, at one or several speeds -> a report.
+
+Report schema (shared by every method, ``summary.json`` and ``ponder bench``)::
+
+    {"settings": {...}, "results": [{"method", "speed", "accuracy", "mean_reasoning_length",
+     "latency_s_mean", "questions_per_s", ...}, ...], "predictions": [...]}
+
+``latency_s_mean`` is the mean wall time from a question's batch going in to its answer coming out
+(so it depends on ``batch_size``, recorded in settings); ``questions_per_s`` is questions / total time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ponder import __version__
+from ponder.data.records import Record, atomic_write_text
+from ponder.errors import PonderError
+from ponder.evaluation.answers import answers_match
+from ponder.evaluation.metrics import summarise
+from ponder.inference.decode import Decoder, check_speed
+
+
+def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, batch_size: int = 32,
+             temperature: float = 0.0, latent_temperature: float = 0.0, max_new_tokens: int = 256,
+             max_latent_steps: int = 64, seed: int = 0, model_path: str | None = None, data_path: str | None = None,
+             progress=None) -> dict:
+    if samples < 1:
+        raise PonderError(f"--samples must be >= 1, got {samples}")
+    if batch_size < 1:
+        raise PonderError(f"--batch-size must be >= 1, got {batch_size}")
+    if samples > 1 and temperature == 0 and latent_temperature == 0:
+        raise PonderError("--samples > 1 needs --temperature > 0 (or --latent-temperature > 0): greedy samples are identical")
+    st = model.settings
+    speeds = [check_speed(st, s) for s in speeds]
+    cot_length = sum(len(model.settings.layout.reasoning_ids(model.tokenizer, r.steps)) for r in records) / max(len(records), 1)
+    decoder = Decoder(model, max_new_tokens=max_new_tokens, max_latent_steps=max_latent_steps, temperature=temperature,
+                      latent_temperature=latent_temperature, seed=seed)
+    results, predictions = [], []
+    model.eval()
+    for speed in speeds:
+        preds, t0 = [], time.perf_counter()
+        for start in range(0, len(records), batch_size):
+            chunk = records[start:start + batch_size]
+            runs = [decoder.generate([r.question for r in chunk], speed=speed) for _ in range(samples)]
+            for i, r in enumerate(chunk):
+                gens = [run[i] for run in runs]
+                correct = [answers_match(g.answer, r.answer) for g in gens]
+                first = gens[0]
+                preds.append({
+                    "method": st.method, "speed": speed, "question": r.question, "reference": r.answer,
+                    "prediction": first.answer, "text": first.text, "correct": correct[0], "any_correct": any(correct),
+                    "reasoning_length": first.reasoning_length, "wall_s": first.wall_s,
+                    "samples": [{"answer": g.answer, "correct": c, "reasoning_length": g.reasoning_length}
+                                for g, c in zip(gens, correct)],
+                })
+            if progress:
+                progress(len(chunk))
+        row = summarise(preds, st.method, speed, time.perf_counter() - t0,
+                        cot_length=cot_length if st.reasoning == "latent" else None)
+        results.append(row)
+        predictions += preds
+    settings = {
+        "model": model_path, "data": data_path, "method": st.method, "speeds": speeds, "samples": samples,
+        "batch_size": batch_size, "temperature": temperature, "latent_temperature": latent_temperature,
+        "max_new_tokens": max_new_tokens, "max_latent_steps": max_latent_steps, "seed": seed,
+        "device": str(model.device), "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "cot_reference_length": cot_length, "ponder_version": __version__,
+    }
+    return {"settings": settings, "results": results, "predictions": predictions}
+
+
+def write_report(report: dict, path) -> None:
+    atomic_write_text(Path(path), json.dumps(report, indent=1, default=str) + "\n")
+
+
+REQUIRED_ROW_KEYS = ("method", "speed", "accuracy", "mean_reasoning_length", "latency_s_mean", "questions_per_s")
+
+
+def read_report(path) -> dict:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PonderError(f"{path}: no such report") from None
+    except json.JSONDecodeError as e:
+        raise PonderError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except IsADirectoryError:
+        raise PonderError(f"{path}: is a directory, expected a report file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PonderError(f"{path}: cannot read: {e}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("results"), list):
+        raise PonderError(f"{path}: not a ponder report (no 'results' list)")
+    for i, row in enumerate(report["results"]):
+        if not isinstance(row, dict):
+            raise PonderError(f"{path}: results[{i}] is not an object")
+        missing = [k for k in REQUIRED_ROW_KEYS if k not in row]
+        if missing:
+            raise PonderError(f"{path}: results[{i}] lacks {', '.join(missing)}")
+    return report

@@ -1,0 +1,44 @@
+"""The trade-off at a glance: accuracy against mean reasoning length, one marker per results row."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning length") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    by_method: dict[str, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    markers = ["s", "^", "o", "D", "v", "P", "X", "*"]
+    for i, (method, rs) in enumerate(by_method.items()):
+        rs = sorted(rs, key=lambda r: r["mean_reasoning_length"])
+        xs, ys = [r["mean_reasoning_length"] for r in rs], [100 * r["accuracy"] for r in rs]
+        # Single-point baselines are drawn big and on top, so a curve passing through them never hides them.
+        single = len(rs) == 1
+        ax.plot(xs, ys, marker=markers[i % len(markers)], label=method, linestyle="none" if single else "-",
+                markersize=10 if single else 6, zorder=3 if single else 2, alpha=0.85)
+        for r, x, y in zip(rs, xs, ys):
+            if r.get("speed") not in (None, 1) or method == "colar":
+                ax.annotate(f"c={r['speed']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("mean reasoning length (tokens or latent steps)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Inference: one batched, KV-cached decoder for every method (tokens and latent steps)."""

@@ -1,0 +1,178 @@
+"""One decoder for every method, so their latencies are measured by the same loop.
+
+Batched with left padding and one ``transformers`` KV cache (``DynamicCache``) from question to answer:
+
+1. prefill the prompt (question, speed marker, ``<think>``; No-CoT's also ends with ``</think>``);
+2. latent methods: loop { latent head -> sample at temperature tau (tau = 0: the mean) -> x embed_std
+   -> next input embedding } until a row's LM predicts ``</think>`` or ``max_latent_steps`` is reached.
+   Finished rows stop advancing: they are fed a masked pad, so their cache holds nothing new;
+3. feed ``</think>`` and decode the answer as tokens from the same cache (greedy or sampled);
+   CoT simply starts here and writes its reasoning as tokens.
+
+``use_cache=False`` re-encodes the whole prefix at every step: slower, only there to prove the cache exact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from ponder.errors import PonderError
+from ponder.prompt import THINK_END
+
+
+@dataclass
+class Generation:
+    question: str
+    speed: int | str | None
+    text: str  # everything decoded as text after the prompt (CoT: reasoning, </think>, answer)
+    answer: str  # extracted answer
+    reasoning_length: int  # tokens between the separators, or latent steps
+    wall_s: float  # wall time of the call that produced it (its batch)
+    token_ids: list[int] = field(default_factory=list)
+    latents: torch.Tensor | None = None  # (steps, d) input embeddings of the latent steps
+    latent_top_ids: list[list[int]] = field(default_factory=list)  # LM's top tokens at each latent step
+
+
+def check_speed(settings, speed) -> int | str | None:
+    """Validate a requested speed against a model: a clear error for 0, too large, or text."""
+    if settings.reasoning == "none":
+        return None
+    if settings.reasoning == "tokens":
+        if speed not in (None, 1, "1"):
+            raise PonderError(f"--speed: a {settings.method} model thinks in tokens at speed 1 only, got '{speed}'")
+        return 1
+    if speed is None:
+        return 1
+    if str(speed) == "auto":
+        return "auto"
+    try:
+        c = int(str(speed))
+    except ValueError:
+        raise PonderError(f"--speed must be an integer in 1..{settings.max_compression} or 'auto', got '{speed}'") from None
+    if not 1 <= c <= settings.max_compression:
+        raise PonderError(f"--speed must be in 1..{settings.max_compression} for this model (or 'auto'), got {c}")
+    return c
+
+
+class Decoder:
+    def __init__(self, model, max_new_tokens: int = 256, max_latent_steps: int = 64, temperature: float = 0.0,
+                 latent_temperature: float = 0.0, seed: int = 0, use_cache: bool = True):
+        if max_new_tokens < 1:
+            raise PonderError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+        if max_latent_steps < 0:
+            raise PonderError(f"--max-latent-steps must be >= 0, got {max_latent_steps}")
+        if temperature < 0 or latent_temperature < 0:
+            raise PonderError("temperatures must be >= 0")
+        self.model, self.tok = model, model.tokenizer
+        self.max_new_tokens, self.max_latent_steps = max_new_tokens, max_latent_steps
+        self.temperature, self.latent_temperature, self.use_cache = temperature, latent_temperature, use_cache
+        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+
+    # -- one forward step over new inputs ------------------------------------------------------------
+    def _reset(self):
+        self.cache = DynamicCache() if self.use_cache else None
+        self.mask = self.embeds = self.positions = None
+
+    def _step(self, embeds, mask, positions):
+        cat = lambda a, b: b if a is None else torch.cat([a, b], 1)  # noqa: E731
+        self.mask = cat(self.mask, mask)
+        if self.use_cache:
+            out = self.model(inputs_embeds=embeds, attention_mask=self.mask, position_ids=positions,
+                             past_key_values=self.cache, use_cache=True)
+        else:
+            self.embeds, self.positions = cat(self.embeds, embeds), cat(self.positions, positions)
+            out = self.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions)
+        last = lambda t: None if t is None else t[:, -1]  # noqa: E731
+        return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
+
+    def _next_token(self, logits):
+        if self.temperature <= 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / self.temperature, -1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, questions: list[str], speed=None) -> list[Generation]:
+        model, tok, st = self.model, self.tok, self.model.settings
+        speed = check_speed(st, speed)
+        think_end, eos, pad = tok.convert_tokens_to_ids(THINK_END), tok.eos_token_id, tok.pad_token_id
+        device, B = model.device, len(questions)
+        if B == 0:
+            return []
+        _sync(device)
+        t0 = time.perf_counter()
+        self._reset()
+        prompts = [st.layout.generation_prompt(tok, q, speed, think=st.reasoning != "none") for q in questions]
+        T = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits, mean, log_std = self._step(model.embed(ids), mask, positions)
+        next_pos = positions[:, -1] + 1
+        steps = torch.zeros(B, dtype=torch.long, device=device)
+        latents, top_ids = [], []
+
+        if st.reasoning == "latent":
+            stretch = speed if (st.latent_positions == "stretched" and speed != "auto") else 1
+            pad_embed = model.embed(torch.full((B, 1), pad, device=device))
+            active = torch.ones(B, dtype=torch.bool, device=device)
+            from ponder.model.latent_head import LatentHead
+
+            for _ in range(self.max_latent_steps):
+                active &= logits.argmax(-1) != think_end
+                if not active.any():
+                    break
+                z = LatentHead.sample(mean, log_std, self.latent_temperature, self.generator) * st.embed_std
+                x = torch.where(active[:, None, None], z[:, None].to(pad_embed.dtype), pad_embed)
+                latents.append(torch.where(active[:, None], z, torch.nan))
+                top_ids.append(logits.topk(3, -1).indices)
+                logits, mean, log_std = self._step(x, active.long()[:, None], next_pos[:, None])
+                steps += active.long()
+                next_pos = torch.where(active, next_pos + stretch, next_pos)
+            # Every row now ends its thinking (rows that hit max_latent_steps are made to).
+            end = torch.full((B, 1), think_end, device=device)
+            logits, _, _ = self._step(model.embed(end), torch.ones_like(end), next_pos[:, None])
+            next_pos = next_pos + 1
+
+        out_ids = []
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        for _ in range(self.max_new_tokens):
+            token = torch.where(done, torch.full_like(next_pos, pad), self._next_token(logits))
+            out_ids.append(token)
+            was_done, done = done, done | (token == eos)
+            if done.all():
+                break
+            logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], next_pos[:, None])
+            next_pos = next_pos + (~was_done).long()
+        _sync(device)
+        wall = time.perf_counter() - t0
+
+        gen_ids = torch.stack(out_ids, 1).tolist()
+        lat = torch.stack(latents, 1) if latents else None
+        tops = torch.stack(top_ids, 1).tolist() if top_ids else None
+        results = []
+        for b in range(B):
+            seq = gen_ids[b]
+            seq = seq[: seq.index(eos)] if eos in seq else seq
+            if st.reasoning == "tokens":
+                reasoning, answer = (seq[: seq.index(think_end)], seq[seq.index(think_end) + 1:]) if think_end in seq else (seq, None)
+                length = len(reasoning)
+            else:
+                answer, length = seq, int(steps[b])
+            text = tok.decode(seq, skip_special_tokens=False)
+            parsed = st.layout.parse_answer(tok.decode(answer, skip_special_tokens=True)) if answer is not None else ""
+            results.append(Generation(
+                question=questions[b], speed=speed, text=text, answer=parsed, reasoning_length=length, wall_s=wall,
+                token_ids=seq, latents=None if lat is None else lat[b, :length].cpu(),
+                latent_top_ids=[] if tops is None else tops[b][:length]))
+        return results
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,105 @@
+"""CoLaR SFT (arXiv 2505.16552): compressed latent reasoning with a thinking speed.
+
+Per optimizer step a compression factor c is drawn (from 1..max_compression, or the ``compressions``
+list) and written into the prompt as the speed marker (``auto`` with probability ``auto_prob``: then
+the model learns to pick a pace without being told). The reasoning embeddings are compressed in groups
+of c (``compression.py``) and the model learns two things at once (``batch.py`` lays out the sequence):
+
+* the LM loss: at each latent slot, a token drawn from the *next* group (so the LM keeps reading the
+  reasoning through the compressed inputs) and ``</think>`` after the last one, then the answer;
+* the latent head loss: the next compressed embedding, in units of the embedding std (MSE or Gaussian NLL).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ponder.errors import PonderError
+from ponder.methods.compression import MODES
+from ponder.methods.trainer import CoTConfig, CoTTrainer
+from ponder.model.latent_head import LatentHead
+
+POSITION_MODES = ("contiguous", "stretched")
+
+
+def parse_compressions(text: str | None, max_compression: int) -> list[int]:
+    if not text:
+        return list(range(1, max_compression + 1))
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise PonderError(f"--compressions must be a comma-separated list of integers, got '{text}'") from None
+    if not values or any(v < 1 for v in values):
+        raise PonderError(f"--compressions must list integers >= 1, got '{text}'")
+    return sorted(set(values))
+
+
+@dataclass
+class CoLaRConfig(CoTConfig):
+    method: str = field(default="colar", metadata={"help": "Always 'colar'."})
+    max_compression: int = field(default=5, metadata={"help": "c is drawn from 1..max_compression per step."})
+    compressions: str | None = field(default=None, metadata={"help": "Comma list of c values, instead of 1..max."})
+    auto_prob: float = field(default=0.0, metadata={"help": "Probability that the marker says 'auto' instead of c."})
+    compression: str = field(default="sum", metadata={"help": "'sum' (sum / sqrt(count), the paper) or 'mean'."})
+    latent_loss: str = field(default="mse", metadata={"help": "'mse' on the mean, or 'nll' of the Gaussian."})
+    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the LM's next-token loss."})
+    latent_weight: float = field(default=1.0, metadata={"help": "Weight of the latent head loss."})
+    latent_positions: str = field(default="stretched", metadata={
+        "help": "'contiguous': one position per latent step (paper); 'stretched': latent k sits at P + k*c, "
+                "keeping the distances learned during CoT."})
+
+    def __post_init__(self):
+        self.method = "colar"
+        self.speeds = parse_compressions(self.compressions, self.max_compression)
+        if self.max_compression < 1:
+            raise PonderError(f"--max-compression must be >= 1, got {self.max_compression}")
+        if not 0.0 <= self.auto_prob <= 1.0:
+            raise PonderError(f"--auto-prob must be in [0, 1], got {self.auto_prob}")
+        if self.compression not in MODES:
+            raise PonderError(f"--compression must be one of {', '.join(MODES)}, got '{self.compression}'")
+        if self.latent_loss not in ("mse", "nll"):
+            raise PonderError(f"--latent-loss must be 'mse' or 'nll', got '{self.latent_loss}'")
+        if self.latent_positions not in POSITION_MODES:
+            raise PonderError(f"--latent-positions must be one of {', '.join(POSITION_MODES)}, got '{self.latent_positions}'")
+        super().__post_init__()
+
+
+class CoLaRTrainer(CoTTrainer):
+    def __init__(self, model, args: CoLaRConfig, train_dataset, **kw):
+        model.add_latent_head()
+        st = model.settings
+        st.max_compression = max(args.speeds)
+        st.latent_positions = args.latent_positions
+        self._auto_c: int | None = None
+        super().__init__(model, args, train_dataset, **kw)
+
+    def speed(self):
+        rng = random.Random((self.args.seed * 1_000_003 + self.state.global_step) * 7 + 1)
+        c = rng.choice(self.args.speeds)
+        self._auto_c = c
+        return "auto" if rng.random() < self.args.auto_prob else c
+
+    def compression(self, speed):
+        # 'auto' still compresses by the drawn c, but positions cannot depend on a pace the model is not
+        # told: auto uses contiguous positions, at training and inference alike.
+        c = self._auto_c
+        stretch = c if (self.args.latent_positions == "stretched" and speed != "auto") else 1
+        return c, stretch
+
+    def method_losses(self, batch, out):
+        losses = super().method_losses(batch, out)
+        mask = batch["latent_mask"]
+        target = batch["latent_targets"][mask].float() / self.ponder.settings.embed_std
+        mean, log_std = out.latent_mean[mask].float(), out.latent_log_std[mask].float()
+        if target.numel() == 0:
+            losses["latent_loss"] = mean.sum() * 0.0
+        elif self.args.latent_loss == "mse":
+            losses["latent_loss"] = (mean - target).pow(2).mean()
+        else:
+            losses["latent_loss"] = -LatentHead.log_prob(target, mean, log_std).mean() / target.shape[-1]
+        return losses
+
+    def combine(self, losses):
+        return self.args.ce_weight * losses["ce_loss"] + self.args.latent_weight * losses["latent_loss"]
+

@@ -1,0 +1,205 @@
+"""The shared trainer: ``transformers.Trainer`` with ponder's batches, checkpoints and progress bar.
+
+``CoTConfig`` / ``CoTTrainer`` train ``cot`` (loss on steps and answer) and ``nocot`` (loss on the
+answer alone). CoLaR (``colar.py``) subclasses both. Everything Trainer gives is kept: gradient
+accumulation, LR schedule with warm-up, seeds, checkpoints every ``save_steps`` with ``--resume``,
+bf16, and several processes through ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from ponder.data.records import Record
+from ponder.errors import PonderError
+from ponder.methods.batch import Pieces, build_batch
+from ponder.prompt import THINK_START
+
+
+@dataclass
+class CoTConfig(TrainingArguments):
+    """Supervised training on reasoning records. All ``TrainingArguments`` fields apply as usual."""
+
+    method: str = field(default="cot", metadata={"help": "'cot': loss on steps + answer; 'nocot': on the answer alone."})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank through peft; 0 trains every weight."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / r)."})
+    max_length: int = field(default=1024, metadata={"help": "Examples with more tokens than this are skipped."})
+
+    def __post_init__(self):
+        if self.method not in ("cot", "nocot", "colar"):
+            raise PonderError(f"--method must be one of cot, nocot, colar; got '{self.method}'")
+        if self.lora_r < 0:
+            raise PonderError(f"--lora-r must be >= 0, got {self.lora_r}")
+        super().__post_init__()
+
+
+class RecordCollator:
+    """Tokenizes records into prompt-layout pieces; the speed marker is added later, per batch."""
+
+    def __init__(self, model, max_length: int):
+        self.tok, self.layout, self.max_length = model.tokenizer, model.settings.layout, max_length
+
+    def __call__(self, records: list[Record]) -> dict:
+        q = [self.layout.question_ids(self.tok, r.question) for r in records]
+        s = [self.layout.reasoning_ids(self.tok, r.steps) for r in records]
+        a = [self.layout.answer_ids(self.tok, r.answer) for r in records]
+        return {"pieces": Pieces(q, s, a)}
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar with the loss and examples per second (main process only)."""
+
+    def __init__(self, description: str = "train"):
+        self.description, self.progress, self.task = description, None, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=False)
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=state.max_steps, completed=state.global_step,
+                                               stats="")
+            self.t0, self.step0 = time.perf_counter(), state.global_step
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.progress:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.progress and logs and "loss" in logs:
+            per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+            rate = (state.global_step - self.step0) * per_step / max(time.perf_counter() - self.t0, 1e-9)
+            extra = " ".join(f"{k.removesuffix('_loss')}={v:.3g}" for k, v in logs.items()
+                             if k.endswith("_loss") and k != "ce_loss")
+            self.progress.update(self.task, stats=f"loss={logs['loss']:.4f} {extra} {rate:.0f} ex/s")
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+class StopAfter(TrainerCallback):
+    """Ends training after a given step, as if interrupted (used to test --resume)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step:
+            raise KeyboardInterrupt(f"stopped after step {self.step}")
+
+
+class CoTTrainer(Trainer):
+    """Trains a :class:`~ponder.model.io.PonderModel` on records with the shared batch builder."""
+
+    def __init__(self, model, args: CoTConfig, train_dataset: list[Record], callbacks=None, **kw):
+        model.settings.method = args.method
+        self.ponder = model  # the unwrapped model, whatever Trainer wraps it in
+        self._metrics: dict[str, list[float]] = {}
+        self._micro = (-1, 0)
+        if args.lora_r:
+            self._apply_lora(model, args)
+        dataset = [r for r in train_dataset if self._fits(model, r, args.max_length)]
+        if not dataset:
+            raise PonderError(f"no training example fits in --max-length {args.max_length} tokens")
+        super().__init__(model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(model, args.max_length),
+                         callbacks=[RichProgress(args.method), *(callbacks or [])], **kw)
+        self.remove_callback(PrinterCallback)  # the progress bar shows the logs
+
+    @staticmethod
+    def _fits(model, r: Record, max_length: int) -> bool:
+        lay, tok = model.settings.layout, model.tokenizer
+        n = len(lay.prompt_ids(tok, r.question, 1)) + len(lay.reasoning_ids(tok, r.steps)) + len(lay.answer_ids(tok, r.answer))
+        return n <= max_length
+
+    @staticmethod
+    def _apply_lora(model, args):
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise PonderError("--lora-r needs peft: pip install 'ponder[peft]'") from None
+        # New special tokens (<think>, </think>) need trainable embeddings, hence modules_to_save.
+        cfg = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules="all-linear",
+                         modules_to_save=None, trainable_token_indices=_new_token_ids(model), task_type="CAUSAL_LM")
+        model.lm = get_peft_model(model.lm, cfg)
+
+    # -- the method ----------------------------------------------------------------------------------
+    def speed(self) -> int | str | None:
+        """The speed marker for this batch: CoT is CoLaR's c = 1, No-CoT has none."""
+        return 1 if self.args.method == "cot" else None
+
+    def compression(self, speed) -> tuple[int, int]:
+        """(c, position stretch) for a speed marker."""
+        return 1, 1
+
+    def _rng(self) -> tuple[random.Random, torch.Generator]:
+        """Randomness keyed by (seed, step, micro-batch), so a resumed run draws what the original drew."""
+        step = self.state.global_step
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        key = (self.args.seed * 1_000_003 + step) * 64 + micro
+        return random.Random(key), torch.Generator().manual_seed(key)
+
+    def method_losses(self, batch, out) -> dict[str, torch.Tensor]:
+        logits = out.logits.float()
+        ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), batch["labels"].view(-1), ignore_index=-100)
+        return {"ce_loss": ce}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pieces: Pieces = inputs["pieces"]
+        speed = self.speed()
+        c, stretch = self.compression(speed)
+        py_rng, gen = self._rng()
+        self._py_rng = py_rng
+        tok, lay = self.ponder.tokenizer, self.ponder.settings.layout
+        batch = build_batch(self.ponder, pieces, lay.speed_ids(tok, speed), tok.convert_tokens_to_ids(THINK_START),
+                            c=c, stretch=stretch, think=self.args.method != "nocot",
+                            mode=getattr(self.args, "compression", "sum"), generator=gen)
+        out = model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                    position_ids=batch["position_ids"])
+        losses = self.method_losses(batch, out)
+        loss = self.combine(losses)
+        for k, v in {**losses, **({"speed": c} if speed is not None else {})}.items():
+            self._metrics.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
+        return (loss, out) if return_outputs else loss
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        return losses["ce_loss"]
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs:
+            logs.update({k: round(sum(v) / len(v), 6) for k, v in self._metrics.items() if v})
+            self._metrics = {}
+        super().log(logs, start_time)
+
+    # -- checkpoints are ponder model directories ----------------------------------------------------
+    def _save(self, output_dir=None, state_dict=None):
+        if self.args.should_save:
+            self.ponder.save(output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        from ponder.model.io import load_model
+
+        if self.args.lora_r:
+            raise PonderError("--resume is not supported with --lora-r yet: checkpoints hold merged weights")
+        saved = load_model(resume_from_checkpoint)
+        self.ponder.lm.load_state_dict(saved.lm.state_dict())
+        if self.ponder.latent_head is not None and saved.latent_head is not None:
+            self.ponder.latent_head.load_state_dict(saved.latent_head.state_dict())
+        self.ponder.settings = saved.settings
+
+
+def _new_token_ids(model) -> list[int]:
+    from ponder.prompt import THINK_END
+
+    return [model.tokenizer.convert_tokens_to_ids(t) for t in (THINK_START, THINK_END)]

@@ -1,0 +1,281 @@
+"""Build, load and save ponder models.
+
+A ponder model directory is what ``AutoModelForCausalLM.from_pretrained`` reads (config, safetensors
+weights, tokenizer, generation config) plus ``ponder.json`` (method, prompt layout, CoLaR settings) and,
+for latent methods, ``latent_head.safetensors``. ``--init`` takes a preset name (``tiny``, ``small``,
+``base``: Llama architecture, trained from scratch with a tokenizer built from the data), a local
+Hugging Face causal-LM directory, or a ponder model directory (to continue training it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
+
+from ponder import __version__
+from ponder.errors import PonderError
+from ponder.model.latent_head import LatentHead
+from ponder.model.tokenizer import build_tokenizer, ensure_special_tokens
+from ponder.prompt import PromptLayout
+
+PONDER_FILE = "ponder.json"
+HEAD_FILE = "latent_head.safetensors"
+
+# What each method puts between <think> and </think>: nothing, tokens, or latent vectors.
+REASONING = {"nocot": "none", "cot": "tokens", "colar": "latent", "colar-rl": "latent"}
+
+PRESETS = {
+    # name: (hidden, layers, heads, intermediate, vocab, rope_theta)
+    "tiny": (128, 4, 4, 512, 512, 10000.0),
+    "small": (256, 6, 8, 1024, 1024, 10000.0),
+    "base": (512, 8, 8, 2048, 2048, 10000.0),
+}
+
+
+@dataclass
+class PonderSettings:
+    """Everything besides the weights that inference needs to use a trained model as it was trained."""
+
+    method: str = "cot"
+    layout: PromptLayout = field(default_factory=PromptLayout)
+    max_compression: int = 1
+    latent_positions: str = "contiguous"
+    embed_std: float | None = None
+    latent_head: dict | None = None
+    init: str | None = None
+    ponder_version: str = __version__
+
+    @property
+    def reasoning(self) -> str:
+        return REASONING[self.method]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source="ponder.json") -> PonderSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise PonderError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["layout"] = PromptLayout(**d.get("layout", {}))
+        s = cls(**d)
+        if s.method not in REASONING:
+            raise PonderError(f"{source}: unknown method '{s.method}'")
+        return s
+
+
+@dataclass
+class PonderOutput:
+    logits: torch.Tensor
+    hidden: torch.Tensor
+    latent_mean: torch.Tensor | None
+    latent_log_std: torch.Tensor | None
+
+
+class PonderModel(nn.Module):
+    """A causal LM, its tokenizer, its ponder settings and (for latent methods) its latent head."""
+
+    def __init__(self, lm, tokenizer, settings: PonderSettings, latent_head: LatentHead | None = None):
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.latent_head = latent_head
+        # transformers 5.2x renamed forward's `past_key_values` to `cache`; remote-code models may lag.
+        params = inspect.signature(lm.get_base_model().forward if hasattr(lm, "get_base_model") else lm.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(input_ids)
+
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None,
+                past_key_values=None, use_cache=False) -> PonderOutput:
+        # The latent head runs inside forward so that DDP sees every trained parameter used in it.
+        cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
+        out = self.lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                      position_ids=position_ids, use_cache=use_cache, output_hidden_states=True, **cache_kw)
+        hidden = out.hidden_states[-1]
+        mean = log_std = None
+        if self.latent_head is not None:
+            mean, log_std = self.latent_head(hidden)
+        return PonderOutput(out.logits, hidden, mean, log_std)
+
+    def add_latent_head(self) -> None:
+        """Attach a fresh latent head and measure the embedding scale (once: it is then kept)."""
+        emb = self.lm.get_input_embeddings().weight
+        if self.settings.embed_std is None:
+            self.settings.embed_std = float(emb.detach().float().std())
+        if self.latent_head is None:
+            hidden = self.lm.config.hidden_size
+            self.latent_head = LatentHead(hidden, emb.shape[1]).to(emb.device)
+            self.settings.latent_head = self.latent_head.config
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save(self, out_dir) -> None:
+        """Atomically write the model directory (a tmp dir renamed into place)."""
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+        try:
+            lm, state = _plain_lm(self.lm)
+            with _quiet_progress():
+                lm.save_pretrained(tmp, state_dict=state)
+            self.tokenizer.save_pretrained(tmp)
+            if self.latent_head is not None:
+                save_file({k: v.detach().contiguous().cpu() for k, v in self.latent_head.state_dict().items()},
+                          str(tmp / HEAD_FILE))
+            (tmp / PONDER_FILE).write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n")
+            _swap_into_place(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """No "Loading weights" / "Writing model shards" bars for our small, frequent loads and saves."""
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _plain_lm(lm):
+    """The LM to save and its state dict, with any LoRA adapter merged in: from_pretrained reads the result.
+
+    The merge is undone afterwards so training can go on (checkpoints are saved mid-run)."""
+    if not hasattr(lm, "peft_config"):
+        return lm, None
+    lm.merge_adapter()
+    try:
+        base = lm.get_base_model()
+        state = {k.replace(".base_layer.", "."): v.detach().clone()
+                 for k, v in base.state_dict().items() if "lora_" not in k}
+    finally:
+        lm.unmerge_adapter()
+    return base, state
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Replace out_dir by tmp; a training run's ``checkpoints/`` inside out_dir survives the swap."""
+    if out_dir.exists():
+        if (out_dir / "checkpoints").is_dir():
+            os.replace(out_dir / "checkpoints", tmp / "checkpoints")
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def is_ponder_dir(path) -> bool:
+    return (Path(path) / PONDER_FILE).is_file()
+
+
+def _dtype(dtype: str | torch.dtype | None):
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise PonderError(f"unknown dtype '{dtype}' (choose from auto, {', '.join(table)})")
+    return table[dtype]
+
+
+def load_model(path, device: str | None = None, dtype=None, trust_remote_code: bool = False) -> PonderModel:
+    """Load a ponder model directory, or a plain Hugging Face causal-LM directory as a fresh CoT model."""
+    path = Path(path)
+    if not path.is_dir():
+        raise PonderError(f"{path}: no such model directory")
+    if not (path / "config.json").is_file():
+        raise PonderError(f"{path}: not a model directory (no config.json)")
+    settings = PonderSettings()
+    if is_ponder_dir(path):
+        try:
+            settings = PonderSettings.from_dict(json.loads((path / PONDER_FILE).read_text()), source=str(path / PONDER_FILE))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise PonderError(f"{path / PONDER_FILE}: invalid ({e})") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        with _quiet_progress():
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise PonderError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
+    if not is_ponder_dir(path):
+        settings.init = str(path)
+        if ensure_special_tokens(tokenizer):
+            lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        _sync_generation_config(lm, tokenizer)
+    head = None
+    if settings.latent_head is not None:
+        head_file = path / HEAD_FILE
+        if not head_file.is_file():
+            raise PonderError(f"{path}: ponder.json names a latent head but {HEAD_FILE} is missing")
+        head = LatentHead(**settings.latent_head)
+        head.load_state_dict(load_file(str(head_file)))
+        head.to(dtype=lm.dtype)
+    model = PonderModel(lm, tokenizer, settings, head)
+    if device:
+        model.to(device)
+    return model
+
+
+def _sync_generation_config(lm, tokenizer) -> None:
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        setattr(lm.config, name, getattr(tokenizer, name))
+        setattr(lm.generation_config, name, getattr(tokenizer, name))
+
+
+def build_model(preset: str, texts, seed: int = 0) -> PonderModel:
+    """A Llama-architecture model from scratch, with a BPE tokenizer trained on ``texts``."""
+    if preset not in PRESETS:
+        raise PonderError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)}, or give a model directory)")
+    hidden, layers, heads, inner, vocab, theta = PRESETS[preset]
+    tokenizer = build_tokenizer(texts, vocab_size=vocab)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=2048,
+        tie_word_embeddings=True, rope_theta=theta, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    lm = LlamaForCausalLM(config)
+    _sync_generation_config(lm, tokenizer)
+    return PonderModel(lm, tokenizer, PonderSettings(init=preset))
+
+
+def init_model(init: str, texts, seed: int = 0, trust_remote_code: bool = False, dtype=None) -> PonderModel:
+    """``--init``: a preset name builds from scratch; a path loads a ponder or Hugging Face model."""
+    if init in PRESETS:
+        return build_model(init, texts, seed=seed)
+    if not Path(init).exists():
+        raise PonderError(f"--init: '{init}' is neither a preset ({', '.join(PRESETS)}) nor an existing directory")
+    return load_model(init, dtype=dtype, trust_remote_code=trust_remote_code)

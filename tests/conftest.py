@@ -1,0 +1,31 @@
+"""Shared fixtures: small data and tiny models built from scratch (no hub access needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ponder.data.tasks import make_splits, write_splits
+from ponder.model.io import build_model
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def rs_dir(tmp_path_factory):
+    """running-sum splits with 4 digits: small enough for a model to learn in a few seconds."""
+    d = tmp_path_factory.mktemp("rs")
+    write_splits(make_splits("running-sum", n_train=400, n_val=20, n_test=40, seed=1, difficulty=4), d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def rs_records():
+    return make_splits("running-sum", n_train=200, n_val=0, n_test=16, seed=3, difficulty=4)
+
+
+def tiny_model(records, seed=0, method="cot"):
+    texts = [t for r in records for t in (r.question, " ".join(r.steps), r.answer)] + ["Question: Speed: Answer: auto"]
+    model = build_model("tiny", texts, seed=seed)
+    model.settings.method = method
+    return model.eval()
