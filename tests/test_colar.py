@@ -79,7 +79,8 @@ def test_stretched_positions_and_labels_in_the_batch(rs_records):
     b = build_batch(model, pieces, lay.speed_ids(tok, 2), tok.convert_tokens_to_ids(THINK_START), c=2, stretch=2)
     P = len(lay.prompt_ids(tok, r.question, 2))
     pos = b["position_ids"][0].tolist()
-    assert pos[:P] == list(range(P)) and pos[P:P + 2] == [P, P + 2] and pos[P + 2] == P + 4  # </think> at P + m*c
+    # slot g where its group's last token sat in CoT: (P-1) + (g+1)*c; </think> right after the last slot
+    assert pos[:P] == list(range(P)) and pos[P:P + 2] == [P + 1, P + 3] and pos[P + 2] == P + 4
     labels = b["labels"][0].tolist()
     assert labels[P - 1] in reasoning[0:2] and labels[P] in reasoning[2:4]
     assert labels[P + 1] == tok.convert_tokens_to_ids(THINK_END)
@@ -93,10 +94,18 @@ def test_stretched_positions_and_labels_in_the_batch(rs_records):
 
 
 @pytest.fixture(scope="module")
-def colar_dir(tmp_path_factory, rs_dir):
-    out = tmp_path_factory.mktemp("colar") / "m"
-    _, trainer = train("colar", rs_dir, "tiny", out, max_steps=60, batch_size=16, lr=3e-3, logging_steps=10,
-                       save_steps=1000, max_compression=3)
+def colar_dir(tmp_path_factory):
+    """CoLaR from scratch on running sums of 1..3 digits: chains of varied length, and a first latent
+    (copy the first digit) that a tiny model learns within seconds."""
+    from ponder.data.records import write_jsonl
+    from ponder.data.tasks import make_splits
+
+    root = tmp_path_factory.mktemp("colar")
+    records = [r for d, n in ((1, 10), (2, 100), (3, 600)) for r in make_splits("running-sum", n, 0, 0, seed=d, difficulty=d)["train"]]
+    write_jsonl(records, root / "train.jsonl")
+    out = root / "m"
+    _, trainer = train("colar", root / "train.jsonl", "tiny", out, max_steps=100, batch_size=16, lr=3e-3,
+                       logging_steps=10, save_steps=1000, max_compression=3)
     logs = [h for h in trainer.state.log_history if "latent_loss" in h]
     return out, logs
 

@@ -234,6 +234,11 @@ def main(argv: Optional[list] = None) -> None:
     argv = [a for a in argv if a != "--debug"]
     try:
         app(args=argv, prog_name="ponder")
+    except SystemExit as e:
+        # A finished command exits 0 in click's standalone mode; returning instead lets main() be called
+        # from Python (tests, notebooks) several times. Usage errors still exit 2, as click's do.
+        if e.code not in (0, None):
+            raise
     except PonderError as e:
         if debug:
             raise

@@ -26,7 +26,7 @@ def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning le
         ax.plot(xs, ys, marker=markers[i % len(markers)], label=method, linestyle="none" if single else "-",
                 markersize=10 if single else 6, zorder=3 if single else 2, alpha=0.85)
         for r, x, y in zip(rs, xs, ys):
-            if r.get("speed") not in (None, 1) or method == "colar":
+            if not single and r.get("speed") is not None:
                 ax.annotate(f"c={r['speed']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("mean reasoning length (tokens or latent steps)")
     ax.set_ylabel("accuracy (%)")

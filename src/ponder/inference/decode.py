@@ -113,7 +113,7 @@ class Decoder:
         mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, mean, log_std = self._step(model.embed(ids), mask, positions)
-        next_pos = positions[:, -1] + 1
+        last_pos = positions[:, -1]  # the position of the last token fed (see methods/batch.py for the layout)
         steps = torch.zeros(B, dtype=torch.long, device=device)
         latents, top_ids = [], []
 
@@ -131,24 +131,25 @@ class Decoder:
                 x = torch.where(active[:, None, None], z[:, None].to(pad_embed.dtype), pad_embed)
                 latents.append(torch.where(active[:, None], z, torch.nan))
                 top_ids.append(logits.topk(3, -1).indices)
-                logits, mean, log_std = self._step(x, active.long()[:, None], next_pos[:, None])
+                pos = torch.where(active, last_pos + stretch, last_pos)
+                logits, mean, log_std = self._step(x, active.long()[:, None], pos[:, None])
                 steps += active.long()
-                next_pos = torch.where(active, next_pos + stretch, next_pos)
+                last_pos = pos
             # Every row now ends its thinking (rows that hit max_latent_steps are made to).
             end = torch.full((B, 1), think_end, device=device)
-            logits, _, _ = self._step(model.embed(end), torch.ones_like(end), next_pos[:, None])
-            next_pos = next_pos + 1
+            logits, _, _ = self._step(model.embed(end), torch.ones_like(end), last_pos[:, None] + 1)
+            last_pos = last_pos + 1
 
         out_ids = []
         done = torch.zeros(B, dtype=torch.bool, device=device)
         for _ in range(self.max_new_tokens):
-            token = torch.where(done, torch.full_like(next_pos, pad), self._next_token(logits))
+            token = torch.where(done, torch.full_like(last_pos, pad), self._next_token(logits))
             out_ids.append(token)
             was_done, done = done, done | (token == eos)
             if done.all():
                 break
-            logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], next_pos[:, None])
-            next_pos = next_pos + (~was_done).long()
+            last_pos = last_pos + (~was_done).long()
+            logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], last_pos[:, None])
         _sync(device)
         wall = time.perf_counter() - t0
 

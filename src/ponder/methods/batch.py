@@ -2,15 +2,16 @@
 
 For a compression factor c (CoT: c = 1) one row is::
 
-    seq index : 0 .. P-1                  P .. P+m-1            P+m        P+m+1 ...
-    input     : question, speed, <think>  m compressed slots    </think>   answer tokens, <eos>
-    position  : 0 .. P-1                  P + g*s               P + m*s    +1 each
-    LM label  : -100 .., token of group 0 token of group g+1    answer...  (next token)
+    seq index : 0 .. P-1                  P .. P+m-1              P+m            P+m+1 ...
+    input     : question, speed, <think>  m compressed slots      </think>       answer tokens, <eos>
+    position  : 0 .. P-1                  (P-1) + (g+1)*s         (P-1)+m*s+1    +1 each
+    LM label  : -100 .., token of group 0 token of group g+1      answer...      (next token)
                                           (last: </think>)
     latent    : at <think> and slot g: the compressed vector of group g+1, in units of embed_std
 
-where s = c for ``stretched`` positions (each slot keeps the positions its c tokens had) and s = 1 for
-``contiguous`` ones (the paper). With c = 1 this is exactly chain-of-thought SFT.
+where s = 1 for ``contiguous`` positions (the paper) and s = c for ``stretched`` ones: slot g then sits
+where the *last* token of its group sat in CoT, so the relative distances the CoT model learned (from
+"the token I just read" to the next question item) still hold. With c = 1 this is exactly CoT SFT.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def build_batch(model, pieces: Pieces, speed_ids: list[int], think_id: int, c: i
         prompt = pieces.questions[b] + speed_ids + [think_id]
         P, m, ans = len(prompt), int(groups[b]), pieces.answers[b]
         ids.append(prompt + [0] * m + ans)
-        end_pos = P + m * stretch
-        pos.append(list(range(P)) + [P + g * stretch for g in range(m)] + list(range(end_pos, end_pos + len(ans))))
+        end_pos = (P - 1) + m * stretch + 1
+        pos.append(list(range(P)) + [(P - 1) + (g + 1) * stretch for g in range(m)]
+                   + list(range(end_pos, end_pos + len(ans))))
         labels = [-100] * (P - 1) + group_labels[b, :m].tolist() + [ans[0] if think else -100] + ans[1:] + [-100]
         lab.append(labels)
         slot.append([False] * P + [True] * m + [False] * len(ans))

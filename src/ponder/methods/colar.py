@@ -90,7 +90,11 @@ class CoLaRTrainer(CoTTrainer):
     def method_losses(self, batch, out):
         losses = super().method_losses(batch, out)
         mask = batch["latent_mask"]
-        target = batch["latent_targets"][mask].float() / self.ponder.settings.embed_std
+        # The scale is re-measured every step (embeddings trained from scratch grow) and saved with the
+        # model, so inference multiplies the head's output by the scale its targets were divided by.
+        std = float(self.ponder.lm.get_input_embeddings().weight.detach().float().std())
+        self.ponder.settings.embed_std = std
+        target = batch["latent_targets"][mask].float() / std
         mean, log_std = out.latent_mean[mask].float(), out.latent_log_std[mask].float()
         if target.numel() == 0:
             losses["latent_loss"] = mean.sum() * 0.0
@@ -99,6 +103,10 @@ class CoLaRTrainer(CoTTrainer):
         else:
             losses["latent_loss"] = -LatentHead.log_prob(target, mean, log_std).mean() / target.shape[-1]
         return losses
+
+    def extra_metrics(self, speed, c, losses):
+        # Per-c latent loss: a falling mean can hide a c whose latent head never learns.
+        return {"speed": c, f"latent_loss_c{c}": losses["latent_loss"]}
 
     def combine(self, losses):
         return self.args.ce_weight * losses["ce_loss"] + self.args.latent_weight * losses["latent_loss"]

@@ -7,7 +7,6 @@ Run several processes with Accelerate, e.g.::
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -43,7 +42,7 @@ def trainer_class(method: str):
 
 def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: int = -1, lr: float | None = None,
           batch_size: int = 32, grad_accum: int = 1, warmup: float = 0.05, scheduler: str = "cosine",
-          save_steps: int = 500, seed: int = 0, resume: bool = False, bf16: bool | None = None,
+          save_steps: int = 500, seed: int = 0, weight_decay: float = 0.0, resume: bool = False, bf16: bool | None = None,
           data_format: str | None = None, trust_remote_code: bool = False, callbacks=None, logging_steps: int = 10,
           **method_options):
     """Train ``method`` on ``data`` (a file, or a directory with train.jsonl) starting from ``init``."""
@@ -71,7 +70,7 @@ def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: 
             warmup_steps=warmup, lr_scheduler_type=scheduler, save_strategy="steps", save_steps=save_steps,
             save_total_limit=2, logging_steps=logging_steps, seed=seed, data_seed=seed, bf16=bf16, report_to="none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0, optim="adamw_torch",
-            weight_decay=0.0, use_cpu=not torch.cuda.is_available(), **method_options)
+            weight_decay=weight_decay, use_cpu=not torch.cuda.is_available(), **method_options)
     except TypeError as e:
         raise PonderError(f"bad training option: {e}") from None
     trainer = trainer_class(method)(model, args, records, callbacks=callbacks)
@@ -92,4 +91,3 @@ def _write_train_log(out: Path, trainer, seconds: float) -> None:
     logs = {"train_seconds": round(seconds, 2), "world_size": trainer.args.world_size,
             "global_step": trainer.state.global_step, "log_history": trainer.state.log_history}
     atomic_write_text(out / "train_log.json", json.dumps(logs, indent=1) + "\n")
-    os.sync() if hasattr(os, "sync") else None

@@ -169,9 +169,12 @@ class CoTTrainer(Trainer):
                     position_ids=batch["position_ids"])
         losses = self.method_losses(batch, out)
         loss = self.combine(losses)
-        for k, v in {**losses, **({"speed": c} if speed is not None else {})}.items():
+        for k, v in {**losses, **self.extra_metrics(speed, c, losses)}.items():
             self._metrics.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
         return (loss, out) if return_outputs else loss
+
+    def extra_metrics(self, speed, c: int, losses: dict) -> dict:
+        return {}
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         return losses["ce_loss"]

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -37,10 +38,10 @@ HEAD_FILE = "latent_head.safetensors"
 REASONING = {"nocot": "none", "cot": "tokens", "colar": "latent", "colar-rl": "latent"}
 
 PRESETS = {
-    # name: (hidden, layers, heads, intermediate, vocab, rope_theta)
-    "tiny": (128, 4, 4, 512, 512, 10000.0),
-    "small": (256, 6, 8, 1024, 1024, 10000.0),
-    "base": (512, 8, 8, 2048, 2048, 10000.0),
+    # name: (hidden, layers, heads, intermediate, vocab, attention_bias)
+    "tiny": (128, 4, 4, 512, 512, False),
+    "small": (256, 6, 8, 1024, 1024, False),
+    "base": (512, 8, 8, 2048, 2048, False),
 }
 
 
@@ -174,10 +175,16 @@ def _plain_lm(lm):
     lm.merge_adapter()
     try:
         base = lm.get_base_model()
-        state = {k.replace(".base_layer.", "."): v.detach().clone()
-                 for k, v in base.state_dict().items() if "lora_" not in k}
+        # peft wraps adapted modules (LoRA layers, trainable new-token embeddings); once merged, the
+        # wrapped module's own weight is the plain weight: drop the wrapper's name and the adapter tensors.
+        state = {re.sub(r"(\.(base_layer|token_adapter))+\.", ".", k): v.detach().clone()
+                 for k, v in base.state_dict().items() if "lora_" not in k and "trainable_tokens_" not in k}
     finally:
         lm.unmerge_adapter()
+    with torch.device("meta"):
+        expected = set(type(base)(base.config).state_dict())
+    if set(state) != expected:
+        raise PonderError(f"cannot merge the LoRA adapter for saving: unexpected keys {sorted(set(state) ^ expected)[:4]}")
     return base, state
 
 
@@ -258,12 +265,12 @@ def build_model(preset: str, texts, seed: int = 0) -> PonderModel:
     """A Llama-architecture model from scratch, with a BPE tokenizer trained on ``texts``."""
     if preset not in PRESETS:
         raise PonderError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)}, or give a model directory)")
-    hidden, layers, heads, inner, vocab, theta = PRESETS[preset]
+    hidden, layers, heads, inner, vocab, attention_bias = PRESETS[preset]
     tokenizer = build_tokenizer(texts, vocab_size=vocab)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=2048,
-        tie_word_embeddings=True, rope_theta=theta, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True, attention_bias=attention_bias, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)

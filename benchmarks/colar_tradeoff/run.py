@@ -1,0 +1,181 @@
+"""CoLaR trade-off: CoT vs No-CoT vs CoLaR at every speed, both latent position modes, several seeds.
+
+    python benchmarks/colar_tradeoff/run.py --tasks running-sum,arith --seeds 0,1 --work runs/tradeoff
+
+Per task and seed: make the data; train a tiny CoT model; train CoLaR on top of it twice (stretched and
+contiguous positions, same budget); train No-CoT for as many steps as CoT + CoLaR together; evaluate all
+on the test split (CoLaR at c = 1..C). Results (mean and spread over seeds, per-c latent-loss check,
+train times) go to ``results.json`` and ``results.md`` beside this script, plots to ``<task>.png``.
+Finished runs in ``--work`` are reused (delete the folder to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ponder.data.records import atomic_write_text, read_records
+from ponder.data.tasks import make_splits, write_splits
+from ponder.evaluation.evaluate import evaluate, read_report, write_report
+from ponder.evaluation.plot import plot_tradeoff
+from ponder.methods.train import train
+from ponder.model.io import load_model
+
+HERE = Path(__file__).parent
+
+# Same model size (tiny) for every method of a task; budgets in optimizer steps of batch 32.
+# Both latent position modes on running-sum; arith, whose steps are 3x longer, only the default
+# (stretched) to fit the CPU budget of one session.
+TASKS = {
+    "running-sum": {"data": {"n_train": 4000, "n_val": 100, "n_test": 300, "difficulty": 6},
+                    "cot": {"max_steps": 1200, "lr": 5e-4}, "colar": {"max_steps": 3000, "lr": 1e-3},
+                    "speeds": [1, 2, 3, 4], "positions": ["stretched", "contiguous"]},
+    "arith": {"data": {"n_train": 6000, "n_val": 100, "n_test": 300, "difficulty": 4},
+              "cot": {"max_steps": 2000, "lr": 1e-3}, "colar": {"max_steps": 2000, "lr": 1e-3},
+              "speeds": [1, 2, 3, 4, 5], "positions": ["stretched"]},
+}
+
+
+def run_one(work: Path, name: str, fn):
+    """Train + evaluate once; reuse the report if it already exists."""
+    report_path = work / f"{name}.json"
+    if report_path.exists():
+        return read_report(report_path)
+    t0 = time.perf_counter()
+    report = fn()
+    report["settings"]["train_seconds"] = round(time.perf_counter() - t0, 1)
+    write_report(report, report_path)
+    return report
+
+
+def bench_task(task: str, seed: int, work: Path) -> list[dict]:
+    spec = TASKS[task]
+    work = work / task / f"seed{seed}"
+    data = work / "data"
+    if not (data / "test.jsonl").exists():
+        write_splits(make_splits(task, seed=seed, **spec["data"]), data)
+    test = read_records(data / "test.jsonl")
+    common = {"batch_size": 32, "seed": seed, "save_steps": 10**9, "logging_steps": 50}
+    rows = []
+
+    def cot():
+        model, _ = train("cot", data, "tiny", work / "cot", **common, **spec["cot"])
+        return evaluate(model, test, model_path=str(work / "cot"))
+
+    rows += _tag(run_one(work, "eval_cot", cot), task, seed, None)
+
+    total = spec["cot"]["max_steps"] + spec["colar"]["max_steps"]
+
+    def nocot():
+        model, _ = train("nocot", data, "tiny", work / "nocot", **{**common, **spec["cot"], "max_steps": total})
+        return evaluate(model, test, model_path=str(work / "nocot"))
+
+    rows += _tag(run_one(work, "eval_nocot", nocot), task, seed, None)
+
+    for positions in spec["positions"]:
+        out = work / f"colar_{positions}"
+
+        def colar(out=out, positions=positions):
+            model, trainer = train("colar", data, str(work / "cot"), out, **common, **spec["colar"],
+                                   max_compression=max(spec["speeds"]), latent_positions=positions)
+            report = evaluate(model, test, speeds=spec["speeds"], model_path=str(out))
+            report["settings"]["latent_loss_by_c"] = _latent_loss_by_c(trainer.state.log_history)
+            return report
+
+        report = run_one(work, f"eval_colar_{positions}", colar)
+        rows += _tag(report, task, seed, positions, report["settings"].get("latent_loss_by_c"))
+    return rows
+
+
+def _latent_loss_by_c(history) -> dict:
+    """First and last logged latent loss for each c: it must fall for every c, not only c = 1."""
+    out = {}
+    for h in history:
+        for k, v in h.items():
+            if k.startswith("latent_loss_c"):
+                out.setdefault(k.removeprefix("latent_loss_c"), []).append(v)
+    return {c: {"first": vs[0], "last": vs[-1]} for c, vs in sorted(out.items())}
+
+
+def _tag(report, task, seed, positions, latent=None):
+    rows = []
+    for r in report["results"]:
+        row = {k: r[k] for k in ("method", "speed", "accuracy", "mean_reasoning_length", "latency_s_mean",
+                                 "questions_per_s")}
+        row.update(task=task, seed=seed, positions=positions, train_seconds=report["settings"].get("train_seconds"))
+        if latent and r["speed"] is not None:
+            row["latent_loss"] = latent.get(str(r["speed"]))
+        rows.append(row)
+    return rows
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["method"], r["positions"], r["speed"]), []).append(r)
+    out = []
+    for (task, method, positions, speed), rs in groups.items():
+        acc = [r["accuracy"] for r in rs]
+        out.append({
+            "task": task, "method": method if positions is None else f"{method}-{positions}", "speed": speed,
+            "seeds": sorted(r["seed"] for r in rs), "accuracy": statistics.fmean(acc),
+            "accuracy_min": min(acc), "accuracy_max": max(acc),
+            "mean_reasoning_length": statistics.fmean(r["mean_reasoning_length"] for r in rs),
+            "latency_s_mean": statistics.fmean(r["latency_s_mean"] for r in rs),
+            "questions_per_s": statistics.fmean(r["questions_per_s"] for r in rs),
+        })
+    return out
+
+
+def markdown(agg: list[dict], rows: list[dict], command: str) -> str:
+    lines = ["# CoLaR trade-off benchmark", "", f"Command: `{command}`", "",
+             "Tiny Llama (4 layers, d = 128, about 1M parameters) from scratch per task and seed; CoLaR continues "
+             "from the CoT model; No-CoT trains for as many steps as CoT + CoLaR; batch 32; budgets in `config` of "
+             "results.json. Final checkpoints (cosine LR decay). Accuracy is the mean over seeds with [min, max]; reasoning length "
+             "is tokens (CoT) or latent steps (CoLaR).", ""]
+    for task in dict.fromkeys(r["task"] for r in agg):
+        lines += [f"## {task}", "", "| method | speed | accuracy (mean [min, max]) | reasoning length | latency (s) |",
+                  "|---|---|---|---|---|"]
+        for r in [r for r in agg if r["task"] == task]:
+            lines.append(f"| {r['method']} | {r['speed'] if r['speed'] is not None else '-'} | "
+                         f"{100 * r['accuracy']:.1f}% [{100 * r['accuracy_min']:.1f}, {100 * r['accuracy_max']:.1f}] | "
+                         f"{r['mean_reasoning_length']:.2f} | {r['latency_s_mean']:.4f} |")
+        lines += ["", f"![{task}]({task}.png)", ""]
+    lines += ["## Latent head loss per c (first -> last logged value, each seed)", "",
+              "| task | positions | seed | c | first | last |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("latent_loss"):
+            lines.append(f"| {r['task']} | {r['positions']} | {r['seed']} | {r['speed']} | "
+                         f"{r['latent_loss']['first']:.3f} | {r['latent_loss']['last']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="running-sum,arith")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--work", default="runs/tradeoff")
+    ap.add_argument("--out", default=str(HERE))
+    args = ap.parse_args(argv)
+    tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        sys.exit(f"error: --tasks: unknown task(s) {', '.join(unknown)} (choose from {', '.join(TASKS)})")
+    rows = [r for task in tasks for seed in seeds for r in bench_task(task, seed, Path(args.work))]
+    agg = aggregate(rows)
+    out = Path(args.out)
+    command = "python benchmarks/colar_tradeoff/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    atomic_write_text(out / "results.json", json.dumps({"command": command, "config": TASKS, "rows": rows,
+                                                         "aggregate": agg}, indent=1) + "\n")
+    atomic_write_text(out / "results.md", markdown(agg, rows, command))
+    for task in tasks:
+        plot_tradeoff([r for r in agg if r["task"] == task], out / f"{task}.png", title=f"{task}: accuracy vs reasoning length")
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
