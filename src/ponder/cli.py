@@ -8,7 +8,7 @@
     ponder ask --model runs/cot "3 1 4 1 5 9"
 
 Bad input ends with one line naming the file, line or option, and exit code 2 (``--debug``: traceback).
-Several processes: ``accelerate launch --num_processes N -m ponder.cli train ...``.
+Several processes: ``accelerate launch --multi_gpu --num_processes N -m ponder.cli train ...``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Output model directory (checkpoints go in OUT/checkpoints)"),
     epochs: float = typer.Option(3.0, "--epochs"),
     max_steps: int = typer.Option(-1, "--max-steps", help="Overrides --epochs when > 0"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Default: per preset (tiny 1e-3), 2e-5 pretrained, 2e-4 LoRA"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Default: per preset (tiny 5e-4), 2e-5 pretrained, 2e-4 LoRA"),
     batch_size: int = typer.Option(32, "--batch-size", help="Per process"),
     grad_accum: int = typer.Option(1, "--grad-accum"),
     warmup: float = typer.Option(0.05, "--warmup", help="Warm-up steps (>= 1) or fraction of training (< 1)"),

@@ -82,10 +82,11 @@ class Decoder:
         self.mask = cat(self.mask, mask)
         if self.use_cache:
             out = self.model(inputs_embeds=embeds, attention_mask=self.mask, position_ids=positions,
-                             past_key_values=self.cache, use_cache=True)
+                             past_key_values=self.cache, use_cache=True, last_only=True)
         else:
             self.embeds, self.positions = cat(self.embeds, embeds), cat(self.positions, positions)
-            out = self.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions)
+            out = self.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
+                             last_only=True)
         last = lambda t: None if t is None else t[:, -1]  # noqa: E731
         return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
 

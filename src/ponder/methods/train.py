@@ -2,7 +2,7 @@
 
 Run several processes with Accelerate, e.g.::
 
-    accelerate launch --num_processes 2 -m ponder.cli train --method cot --data data/ --init tiny --out runs/cot
+    accelerate launch --multi_gpu --num_processes 2 -m ponder.cli train --method cot --data data/ --init tiny --out runs/cot
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: 
         raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
     if batch_size < 1 or grad_accum < 1:
         raise PonderError("--batch-size and --grad-accum must be >= 1")
-    if lr is None:
-        lr = DEFAULT_LR.get(init) or (LORA_LR if method_options.get("lora_r") else PRETRAINED_LR)
     if bf16 is None:
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     # The tokenizer (for presets) also learns the layout's own words, so "Question:" is not 9 tokens.
     texts = [t for r in records for t in (r.question, " ".join(r.steps), r.answer)] + [
         "\n".join(f"{v}" for v in PromptLayout().to_dict().values())] * 100
     model = init_model(init, texts, seed=seed, trust_remote_code=trust_remote_code)
+    if lr is None:  # a model continued from a preset (e.g. CoLaR on a tiny CoT model) keeps its preset's LR
+        lr = DEFAULT_LR.get(model.settings.init) or (LORA_LR if method_options.get("lora_r") else PRETRAINED_LR)
     if method == "colar" and is_ponder_dir(init) and model.settings.method == "nocot":
         raise PonderError("--init: CoLaR continues from a CoT model (or a pretrained / tiny one), not a No-CoT model")
     try:
