@@ -23,7 +23,6 @@ from ponder.data.tasks import make_splits, write_splits
 from ponder.evaluation.evaluate import evaluate, read_report, write_report
 from ponder.evaluation.plot import plot_tradeoff
 from ponder.methods.train import train
-from ponder.model.io import load_model
 
 HERE = Path(__file__).parent
 
@@ -40,11 +39,16 @@ TASKS = {
 }
 
 
+REUSE_ONLY = False  # --reuse-only: aggregate the finished runs, train nothing
+
+
 def run_one(work: Path, name: str, fn):
     """Train + evaluate once; reuse the report if it already exists."""
     report_path = work / f"{name}.json"
     if report_path.exists():
         return read_report(report_path)
+    if REUSE_ONLY:
+        return {"settings": {}, "results": []}
     t0 = time.perf_counter()
     report = fn()
     report["settings"]["train_seconds"] = round(time.perf_counter() - t0, 1)
@@ -52,7 +56,7 @@ def run_one(work: Path, name: str, fn):
     return report
 
 
-def bench_task(task: str, seed: int, work: Path) -> list[dict]:
+def bench_task(task: str, seed: int, work: Path, modes: list[str] | None = None) -> list[dict]:
     spec = TASKS[task]
     work = work / task / f"seed{seed}"
     data = work / "data"
@@ -74,7 +78,7 @@ def bench_task(task: str, seed: int, work: Path) -> list[dict]:
 
     rows += _tag(run_one(work, "eval_nocot", nocot), task, seed, None)
 
-    for positions in spec["positions"]:
+    for positions in modes or spec["positions"]:
         out = work / f"colar_{positions}"
 
         def colar(out=out, positions=positions):
@@ -158,12 +162,17 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--work", default="runs/tradeoff")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--positions", default=None, help="latent position modes to train (default: per task)")
+    ap.add_argument("--reuse-only", action="store_true", help="only aggregate runs already in --work")
     args = ap.parse_args(argv)
+    global REUSE_ONLY
+    REUSE_ONLY = args.reuse_only
+    positions = args.positions.split(",") if args.positions else None
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         sys.exit(f"error: --tasks: unknown task(s) {', '.join(unknown)} (choose from {', '.join(TASKS)})")
-    rows = [r for task in tasks for seed in seeds for r in bench_task(task, seed, Path(args.work))]
+    rows = [r for task in tasks for seed in seeds for r in bench_task(task, seed, Path(args.work), positions)]
     agg = aggregate(rows)
     out = Path(args.out)
     command = "python benchmarks/colar_tradeoff/run.py " + " ".join(sys.argv[1:] if argv is None else argv)

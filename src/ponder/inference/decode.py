@@ -21,6 +21,7 @@ import torch
 from transformers import DynamicCache
 
 from ponder.errors import PonderError
+from ponder.model.latent_head import LatentHead
 from ponder.prompt import THINK_END
 
 
@@ -122,8 +123,6 @@ class Decoder:
             stretch = speed if (st.latent_positions == "stretched" and speed != "auto") else 1
             pad_embed = model.embed(torch.full((B, 1), pad, device=device))
             active = torch.ones(B, dtype=torch.bool, device=device)
-            from ponder.model.latent_head import LatentHead
-
             for _ in range(self.max_latent_steps):
                 active &= logits.argmax(-1) != think_end
                 if not active.any():

@@ -8,7 +8,6 @@ bf16, and several processes through ``accelerate launch``.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 
@@ -142,13 +141,12 @@ class CoTTrainer(Trainer):
         """(c, position stretch) for a speed marker."""
         return 1, 1
 
-    def _rng(self) -> tuple[random.Random, torch.Generator]:
+    def _generator(self) -> torch.Generator:
         """Randomness keyed by (seed, step, micro-batch), so a resumed run draws what the original drew."""
         step = self.state.global_step
         micro = self._micro[1] + 1 if self._micro[0] == step else 0
         self._micro = (step, micro)
-        key = (self.args.seed * 1_000_003 + step) * 64 + micro
-        return random.Random(key), torch.Generator().manual_seed(key)
+        return torch.Generator().manual_seed((self.args.seed * 1_000_003 + step) * 64 + micro)
 
     def method_losses(self, batch, out) -> dict[str, torch.Tensor]:
         logits = out.logits.float()
@@ -159,8 +157,7 @@ class CoTTrainer(Trainer):
         pieces: Pieces = inputs["pieces"]
         speed = self.speed()
         c, stretch = self.compression(speed)
-        py_rng, gen = self._rng()
-        self._py_rng = py_rng
+        gen = self._generator()
         tok, lay = self.ponder.tokenizer, self.ponder.settings.layout
         batch = build_batch(self.ponder, pieces, lay.speed_ids(tok, speed), tok.convert_tokens_to_ids(THINK_START),
                             c=c, stretch=stretch, think=self.args.method != "nocot",
