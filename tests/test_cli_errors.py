@@ -18,10 +18,13 @@ GOOD = {"question": "3 1 4", "steps": ["3", "4", "8"], "answer": "8"}
 def run_cli(capsys, *argv):
     """Run ``ponder argv`` in-process; returns (exit code, stdout, stderr)."""
     capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
+    try:
         main([str(a) for a in argv])
+        code = 0  # a finished command returns (main() is callable from Python)
+    except SystemExit as e:
+        code = e.code
     out, err = capsys.readouterr()
-    return e.value.code, out, err
+    return code, out, err
 
 
 def assert_one_line_error(code, err, *needles):
