@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ponder.data.records import current_umask
+
 
 def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning length") -> None:
     import matplotlib
@@ -41,4 +43,5 @@ def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning le
     os.close(fd)
     fig.savefig(tmp)
     plt.close(fig)
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, path)

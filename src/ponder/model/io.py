@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from transformers.utils import logging as hf_logging
 
 from ponder import __version__
+from ponder.data.records import current_umask
 from ponder.errors import PonderError
 from ponder.model.latent_head import LatentHead
 from ponder.model.tokenizer import build_tokenizer, ensure_special_tokens
@@ -142,6 +143,7 @@ class PonderModel(nn.Module):
         out_dir = Path(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the model dir is a normal dir
         try:
             lm, state = _plain_lm(self.lm)
             with _quiet_progress():
