@@ -14,6 +14,7 @@ Every problem raises :class:`~ponder.errors.DataError` naming the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -204,22 +205,29 @@ def resolve_split(path, split: str) -> Path:
     return path
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write a file so that readers see the old content or the new one, never half of it."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, so readers
+    see the old file or the new one, never half of it. On failure nothing is left behind."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     except OSError as e:
         raise DataError(path.parent, None, f"cannot write here: {e.strerror}") from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield tmp
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; keep the user's usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def current_umask() -> int:

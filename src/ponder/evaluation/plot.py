@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
-from ponder.data.records import current_umask
+from ponder.data.records import atomic_path
 
 
 def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning length") -> None:
@@ -37,11 +33,6 @@ def plot_tradeoff(rows: list[dict], path, title: str = "accuracy vs reasoning le
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, path)

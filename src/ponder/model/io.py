@@ -39,10 +39,10 @@ HEAD_FILE = "latent_head.safetensors"
 REASONING = {"nocot": "none", "cot": "tokens", "colar": "latent", "colar-rl": "latent"}
 
 PRESETS = {
-    # name: (hidden, layers, heads, intermediate, vocab, attention_bias)
-    "tiny": (128, 4, 4, 512, 512, False),
-    "small": (256, 6, 8, 1024, 1024, False),
-    "base": (512, 8, 8, 2048, 2048, False),
+    # name: (hidden, layers, heads, intermediate, vocab)
+    "tiny": (128, 4, 4, 512, 512),
+    "small": (256, 6, 8, 1024, 1024),
+    "base": (512, 8, 8, 2048, 2048),
 }
 
 
@@ -270,12 +270,12 @@ def build_model(preset: str, texts, seed: int = 0) -> PonderModel:
     """A Llama-architecture model from scratch, with a BPE tokenizer trained on ``texts``."""
     if preset not in PRESETS:
         raise PonderError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)}, or give a model directory)")
-    hidden, layers, heads, inner, vocab, attention_bias = PRESETS[preset]
+    hidden, layers, heads, inner, vocab = PRESETS[preset]
     tokenizer = build_tokenizer(texts, vocab_size=vocab)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=2048,
-        tie_word_embeddings=True, attention_bias=attention_bias, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
