@@ -33,7 +33,8 @@ class Generation:
     answer: str  # extracted answer
     reasoning_length: int  # tokens between the separators, or latent steps
     wall_s: float  # wall time of the call that produced it (its batch)
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # the decoded tokens, up to (without) <eos>
+    ended: bool = True  # <eos> was decoded (False: cut by max_new_tokens)
     latents: torch.Tensor | None = None  # (steps, d) input embeddings of the latent steps
     latent_top_ids: list[list[int]] = field(default_factory=list)  # LM's top tokens at each latent step
 
@@ -159,7 +160,8 @@ class Decoder:
         results = []
         for b in range(B):
             seq = gen_ids[b]
-            seq = seq[: seq.index(eos)] if eos in seq else seq
+            ended = eos in seq
+            seq = seq[: seq.index(eos)] if ended else seq
             if st.reasoning == "tokens":
                 reasoning, answer = (seq[: seq.index(think_end)], seq[seq.index(think_end) + 1:]) if think_end in seq else (seq, None)
                 length = len(reasoning)
@@ -169,7 +171,7 @@ class Decoder:
             parsed = st.layout.parse_answer(tok.decode(answer, skip_special_tokens=True)) if answer is not None else ""
             results.append(Generation(
                 question=questions[b], speed=speed, text=text, answer=parsed, reasoning_length=length, wall_s=wall,
-                token_ids=seq, latents=None if lat is None else lat[b, :length].cpu(),
+                token_ids=seq, ended=ended, latents=None if lat is None else lat[b, :length].cpu(),
                 latent_top_ids=[] if tops is None else tops[b][:length]))
         return results
 

@@ -17,27 +17,27 @@ from ponder.errors import PonderError
 from ponder.model.io import init_model, is_ponder_dir
 from ponder.prompt import PromptLayout
 
-METHODS = ("nocot", "cot", "colar")
+# method -> (module, config class, trainer class); each method lives in its own module under methods/.
+METHODS = {
+    "nocot": ("trainer", "CoTConfig", "CoTTrainer"),
+    "cot": ("trainer", "CoTConfig", "CoTTrainer"),
+    "colar": ("colar", "CoLaRConfig", "CoLaRTrainer"),
+}
 
 # Learning rates that worked for each starting point: from scratch a tiny model wants a large one.
 DEFAULT_LR = {"tiny": 5e-4, "small": 4e-4, "base": 3e-4}
 PRETRAINED_LR, LORA_LR = 2e-5, 2e-4
 
 
-def config_class(method: str):
-    from ponder.methods.colar import CoLaRConfig
-    from ponder.methods.trainer import CoTConfig
+def method_classes(method: str):
+    """(config class, trainer class) of a method."""
+    import importlib
 
     if method not in METHODS:
         raise PonderError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
-    return CoLaRConfig if method == "colar" else CoTConfig
-
-
-def trainer_class(method: str):
-    from ponder.methods.colar import CoLaRTrainer
-    from ponder.methods.trainer import CoTTrainer
-
-    return CoLaRTrainer if method == "colar" else CoTTrainer
+    module, config, trainer = METHODS[method]
+    mod = importlib.import_module(f"ponder.methods.{module}")
+    return getattr(mod, config), getattr(mod, trainer)
 
 
 def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: int = -1, lr: float | None = None,
@@ -47,7 +47,7 @@ def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: 
           **method_options):
     """Train ``method`` on ``data`` (a file, or a directory with train.jsonl) starting from ``init``."""
     out = Path(out)
-    cfg_cls = config_class(method)
+    cfg_cls, trainer_cls = method_classes(method)
     records = read_records(resolve_split(data, "train"), fmt=data_format)
     if resume and not (out / "checkpoints").is_dir():
         raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
@@ -73,7 +73,7 @@ def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: 
             weight_decay=weight_decay, use_cpu=not torch.cuda.is_available(), **method_options)
     except TypeError as e:
         raise PonderError(f"bad training option: {e}") from None
-    trainer = trainer_class(method)(model, args, records, callbacks=callbacks)
+    trainer = trainer_cls(model, args, records, callbacks=callbacks)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
     model.settings.init = model.settings.init or init

@@ -32,8 +32,8 @@ class CoTConfig(TrainingArguments):
     max_length: int = field(default=1024, metadata={"help": "Examples with more tokens than this are skipped."})
 
     def __post_init__(self):
-        if self.method not in ("cot", "nocot", "colar"):
-            raise PonderError(f"--method must be one of cot, nocot, colar; got '{self.method}'")
+        if type(self) is CoTConfig and self.method not in ("cot", "nocot"):  # subclasses set their own
+            raise PonderError(f"--method must be 'cot' or 'nocot' for CoTConfig, got '{self.method}'")
         if self.lora_r < 0:
             raise PonderError(f"--lora-r must be >= 0, got {self.lora_r}")
         super().__post_init__()
@@ -49,7 +49,7 @@ class RecordCollator:
         q = [self.layout.question_ids(self.tok, r.question) for r in records]
         s = [self.layout.reasoning_ids(self.tok, r.steps) for r in records]
         a = [self.layout.answer_ids(self.tok, r.answer) for r in records]
-        return {"pieces": Pieces(q, s, a)}
+        return {"pieces": Pieces(q, s, a), "records": records}
 
 
 class RichProgress(TrainerCallback):
