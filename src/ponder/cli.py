@@ -114,13 +114,11 @@ def train(
     latent_positions: str = typer.Option("stretched", "--latent-positions", help="CoLaR: stretched or contiguous"),
 ):
     """Train a model with a reasoning method and save it as one model directory."""
+    from ponder.methods.train import method_options
     from ponder.methods.train import train as run
 
-    options = {"lora_r": lora_r, "max_length": max_length}
-    if method == "colar":
-        options.update(max_compression=max_compression, compressions=compressions, auto_prob=auto_prob,
-                       compression=compression, latent_loss=latent_loss, ce_weight=ce_weight,
-                       latent_weight=latent_weight, latent_positions=latent_positions)
+    given = dict(locals())
+    options = {k: given[k] for k in method_options(method) if k in given}
     run(method, data, init, out, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
         warmup=warmup, scheduler=scheduler, save_steps=save_steps, seed=seed, resume=resume, bf16=bf16,
         data_format=fmt, trust_remote_code=trust_remote_code, **options)

@@ -40,6 +40,16 @@ def method_classes(method: str):
     return getattr(mod, config), getattr(mod, trainer)
 
 
+def method_options(method: str) -> list[str]:
+    """The options a method's config adds to ``TrainingArguments`` (what the CLI passes on for it)."""
+    from dataclasses import fields
+
+    from transformers import TrainingArguments
+
+    base = {f.name for f in fields(TrainingArguments)} | {"method"}
+    return [f.name for f in fields(method_classes(method)[0]) if f.name not in base]
+
+
 def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: int = -1, lr: float | None = None,
           batch_size: int = 32, grad_accum: int = 1, warmup: float = 0.05, scheduler: str = "cosine",
           save_steps: int = 500, seed: int = 0, weight_decay: float = 0.0, resume: bool = False, bf16: bool | None = None,
