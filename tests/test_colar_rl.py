@@ -1,0 +1,157 @@
+"""CoLaR-RL: GRPO's pieces on hand-made numbers, the rollout layout, and real RL steps on a tiny CoLaR model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ponder.errors import PonderError
+from ponder.inference.decode import Decoder
+from ponder.methods.colar_rl import (clipped_objective, gaussian_kl, group_advantages, layout_rollout,
+                                     parse_length_penalty, rewards_for)
+from ponder.methods.train import train
+from ponder.model.io import load_model
+from ponder.model.latent_head import LatentHead
+
+# -- pure pieces ---------------------------------------------------------------------------------------
+
+
+def test_group_advantages_on_hand_made_groups():
+    adv = group_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0]), group_size=2)
+    assert adv.tolist() == [1.0, -1.0, 0.0, 0.0, 0.0, 0.0]  # equal rewards: zero advantage, not NaN
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0]), group_size=4)
+    std = math.sqrt(0.25 * 0.75)
+    assert adv.tolist() == pytest.approx([0.75 / std, -0.25 / std, -0.25 / std, -0.25 / std])
+    assert torch.isfinite(group_advantages(torch.full((8,), 0.3), 4)).all()
+    with pytest.raises(ValueError):
+        group_advantages(torch.zeros(5), 2)
+
+
+def test_rewards_malformed_answers_are_zero_and_length_shaping():
+    answers = ["", "   ", "abc", "1e999", "nan", "7", "7.0", None]
+    r = rewards_for(answers, ["7"] * len(answers), [1] * len(answers))
+    assert r.tolist() == [0, 0, 0, 0, 0, 1, 1, 0]
+    steps = [4, 2, 0]
+    assert rewards_for(["7", "7", "7"], ["7"] * 3, steps, "per-step").tolist() == [0.25, 0.5, 1.0]
+    assert rewards_for(["7", "8", "7"], ["7"] * 3, steps, 0.1).tolist() == pytest.approx([0.6, -0.2, 1.0])
+    assert parse_length_penalty("none") is None and parse_length_penalty("per-step") == "per-step"
+    assert parse_length_penalty("0.05") == 0.05
+    for bad in ("fast", "-1", "inf"):
+        with pytest.raises(PonderError, match="--length-penalty"):
+            parse_length_penalty(bad)
+
+
+def test_clipped_objective_on_hand_made_numbers():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 1.5, 0.5, 0.5]))
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    loss = clipped_objective(logp, old, adv, eps=0.2)
+    # ratio 1.5, A=+1: clipped at 1.2; A=-1: the unclipped -1.5 is the minimum; ratio 0.5, A=+1: 0.5; A=-1: clipped 0.8
+    assert loss.tolist() == pytest.approx([-1.2, 1.5, -0.5, 0.8])
+    # gradient flows only where the ratio is not clipped
+    logp = logp.clone().requires_grad_(True)
+    clipped_objective(logp, old, adv, eps=0.2).sum().backward()
+    assert logp.grad.tolist() == pytest.approx([0.0, 1.5, -0.5, 0.0])
+
+
+def test_sampled_latent_log_prob_is_the_diagonal_gaussian_formula():
+    g = torch.Generator().manual_seed(0)
+    mean, log_std = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g) * 0.3
+    tau = 0.4
+    x = LatentHead.sample(mean, log_std, tau, generator=g)
+    ours = LatentHead.log_prob(x, mean, log_std + math.log(tau))
+    ref = torch.distributions.Normal(mean, tau * log_std.exp()).log_prob(x).sum(-1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+    by_hand = sum(-0.5 * ((x[0, i] - mean[0, i]) / (tau * log_std[0, i].exp())) ** 2 - log_std[0, i] - math.log(tau)
+                  - 0.5 * math.log(2 * math.pi) for i in range(5))
+    assert float(ours[0]) == pytest.approx(float(by_hand), abs=1e-5)
+
+
+def test_gaussian_kl_matches_torch():
+    g = torch.Generator().manual_seed(1)
+    m1, s1, m2, s2 = (torch.randn(4, 6, generator=g) * 0.5 for _ in range(4))
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, s1.exp()),
+                                            torch.distributions.Normal(m2, s2.exp())).sum(-1)
+    assert torch.allclose(gaussian_kl(m1, s1, m2, s2), ref, atol=1e-5)
+    assert torch.allclose(gaussian_kl(m1, s1, m1, s1), torch.zeros(4), atol=1e-6)
+
+
+# -- the rollout layout reproduces the decoder ----------------------------------------------------------
+
+
+def test_rollout_layout_reproduces_the_decoders_latents_and_tokens(colar_dir):
+    """Greedy rollouts (tau = 0) re-encoded in one teacher-forced pass: the head's mean at every latent
+    slot is the latent the decoder fed, and the argmax at every answer slot is the token it decoded."""
+    m = load_model(colar_dir[0])
+    tok, lay = m.tokenizer, m.settings.layout
+    qs = ["1 2 3", "4", "5 6", "9 9 9"]
+    for speed in (1, 2):
+        gens = Decoder(m, max_new_tokens=16).generate(qs, speed=speed)
+        assert any(g.reasoning_length > 1 for g in gens)
+        laid = layout_rollout(m, [lay.prompt_ids(tok, q, speed) for q in qs], [g.latents for g in gens],
+                              [g.token_ids + [tok.eos_token_id] * g.ended for g in gens], [speed] * len(qs))
+        with torch.no_grad():
+            out = m(inputs_embeds=laid["inputs_embeds"], attention_mask=laid["attention_mask"],
+                    position_ids=laid["position_ids"])
+        at = laid["latent_at"]
+        assert int(at.sum()) == sum(g.reasoning_length for g in gens)
+        assert torch.allclose(out.latent_mean[at], laid["latent_values"][at], atol=1e-5)
+        t = laid["token_at"]
+        assert torch.equal(out.logits.argmax(-1)[t], laid["token_values"][t])
+
+
+# -- real RL steps -------------------------------------------------------------------------------------
+
+
+def _rl(colar_dir, out, **kw):
+    data = colar_dir[0].parent / "train.jsonl"
+    opts = dict(max_steps=1, batch_size=4, group_size=8, lr=1e-3, speeds="1,2", latent_temperature=1.0,
+                answer_temperature=1.0, logging_steps=1, save_steps=1000, seed=3, warmup=0)
+    return train("colar-rl", data, str(colar_dir[0]), out, **{**opts, **kw})
+
+
+def test_one_rl_step_changes_the_parameters_and_is_reproducible(colar_dir, tmp_path):
+    before = load_model(colar_dir[0])
+    _rl(colar_dir, tmp_path / "a")
+    _rl(colar_dir, tmp_path / "b")
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    assert a.settings.method == "colar-rl" and a.latent_head is not None
+    changed = [k for k, v in a.lm.state_dict().items() if not torch.equal(v, before.lm.state_dict()[k])]
+    assert changed  # the step moved the LM
+    assert any(not torch.equal(v, before.latent_head.state_dict()[k]) for k, v in a.latent_head.state_dict().items())
+    for k, v in a.lm.state_dict().items():
+        assert torch.equal(v, b.lm.state_dict()[k]), k  # same seed, same rollouts, same update
+    for k, v in a.latent_head.state_dict().items():
+        assert torch.equal(v, b.latent_head.state_dict()[k]), k
+
+
+def test_rl_logs_its_metrics_and_a_kl_to_the_start(colar_dir, tmp_path):
+    _, trainer = _rl(colar_dir, tmp_path / "kl", max_steps=2, kl_coef=0.5, num_iterations=2)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    for key in ("reward", "accuracy", "latent_steps", "latent_entropy", "kl", "clip_fraction"):
+        assert key in logs[0], key
+    assert 0.0 <= logs[0]["accuracy"] <= 1.0 and logs[0]["latent_steps"] >= 1
+    assert logs[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # step 1: the policy is still the reference
+    assert logs[1]["kl"] > 0  # step 2 re-uses the rollout after an update: the policy has moved
+    assert "reward" not in logs[1]  # ... and drew no new rollout
+
+
+@pytest.mark.parametrize("opts, match", [
+    (dict(group_size=1), "--group-size"),
+    (dict(latent_temperature=0.0), "--latent-temperature"),
+    (dict(speeds="9"), "--speed"),
+    (dict(speeds="fast"), "--speed"),
+    (dict(latent_policy=False, answer_policy=False), "nothing to train"),
+])
+def test_bad_rl_options_are_clear_errors(colar_dir, tmp_path, opts, match):
+    with pytest.raises(PonderError, match=match):
+        _rl(colar_dir, tmp_path / "x", **opts)
+
+
+def test_rl_needs_a_colar_model(rs_dir, tmp_path):
+    train("cot", rs_dir, "tiny", tmp_path / "cot", max_steps=1, batch_size=4, save_steps=1000)
+    with pytest.raises(PonderError, match="CoLaR model"):
+        train("colar-rl", rs_dir, str(tmp_path / "cot"), tmp_path / "rl", max_steps=1, batch_size=4)
