@@ -29,3 +29,20 @@ def tiny_model(records, seed=0, method="cot"):
     model = build_model("tiny", texts, seed=seed)
     model.settings.method = method
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def colar_dir(tmp_path_factory):
+    """CoLaR from scratch on running sums of 1..3 digits: chains of varied length, and a first latent
+    (copy the first digit) that a tiny model learns within seconds."""
+    from ponder.data.records import write_jsonl
+    from ponder.methods.train import train
+
+    root = tmp_path_factory.mktemp("colar")
+    records = [r for d, n in ((1, 10), (2, 100), (3, 600)) for r in make_splits("running-sum", n, 0, 0, seed=d, difficulty=d)["train"]]
+    write_jsonl(records, root / "train.jsonl")
+    out = root / "m"
+    _, trainer = train("colar", root / "train.jsonl", "tiny", out, max_steps=100, batch_size=16, lr=3e-3,
+                       logging_steps=10, save_steps=1000, max_compression=3)
+    logs = [h for h in trainer.state.log_history if "latent_loss" in h]
+    return out, logs

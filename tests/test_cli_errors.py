@@ -165,7 +165,10 @@ def test_train_bogus_method(capsys, tmp_path, tiny_data):
     code, out, err = run_cli(capsys, "train", "--method", "bogus", "--data", tiny_data, "--init", "tiny",
                              "--out", out_dir)
     line = assert_one_line_error(code, err, "--method", "bogus")
-    assert line == "error: --method must be one of nocot, cot, colar, got 'bogus'"
+    from ponder.methods.train import METHODS
+
+    assert {"nocot", "cot", "colar", "coconut", "codi", "icot"} <= set(METHODS)
+    assert line == f"error: --method must be one of {', '.join(METHODS)}, got 'bogus'"
     assert not out_dir.exists()
 
 

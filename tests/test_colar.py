@@ -13,7 +13,6 @@ from ponder.errors import PonderError
 from ponder.inference.decode import Decoder
 from ponder.methods.batch import Pieces, build_batch
 from ponder.methods.compression import compress, sample_group_tokens
-from ponder.methods.train import train
 from ponder.model.io import load_model
 from ponder.prompt import THINK_END, THINK_START
 
@@ -91,23 +90,6 @@ def test_stretched_positions_and_labels_in_the_batch(rs_records):
 
 
 # -- a trained tiny CoLaR model ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def colar_dir(tmp_path_factory):
-    """CoLaR from scratch on running sums of 1..3 digits: chains of varied length, and a first latent
-    (copy the first digit) that a tiny model learns within seconds."""
-    from ponder.data.records import write_jsonl
-    from ponder.data.tasks import make_splits
-
-    root = tmp_path_factory.mktemp("colar")
-    records = [r for d, n in ((1, 10), (2, 100), (3, 600)) for r in make_splits("running-sum", n, 0, 0, seed=d, difficulty=d)["train"]]
-    write_jsonl(records, root / "train.jsonl")
-    out = root / "m"
-    _, trainer = train("colar", root / "train.jsonl", "tiny", out, max_steps=100, batch_size=16, lr=3e-3,
-                       logging_steps=10, save_steps=1000, max_compression=3)
-    logs = [h for h in trainer.state.log_history if "latent_loss" in h]
-    return out, logs
 
 
 def test_tiny_colar_trains_from_scratch_and_latent_loss_falls(colar_dir):

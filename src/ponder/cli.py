@@ -6,6 +6,7 @@
     ponder train --method cot --data data/rs --init tiny --out runs/cot
     ponder eval --model runs/cot --data data/rs/test.jsonl --report runs/cot/eval.json
     ponder ask --model runs/cot "3 1 4 1 5 9"
+    ponder bench running-sum --methods nocot,cot,colar --seeds 2 --out bench/rs
 
 Bad input ends with one line naming the file, line or option, and exit code 2 (``--debug``: traceback).
 Several processes: ``accelerate launch --multi_gpu --num_processes N -m ponder.cli train ...``.
@@ -85,7 +86,7 @@ def data_show(
 # -- train ------------------------------------------------------------------------------------------
 @app.command()
 def train(
-    method: str = typer.Option(..., "--method", help="nocot, cot or colar"),
+    method: str = typer.Option(..., "--method", help="nocot, cot, colar, colar-rl, coconut, codi or icot"),
     data: Path = typer.Option(..., "--data", help="A data file, or a directory holding train.jsonl"),
     init: str = typer.Option(..., "--init", help="tiny | small | base (from scratch), or a model directory"),
     out: Path = typer.Option(..., "--out", help="Output model directory (checkpoints go in OUT/checkpoints)"),
@@ -97,6 +98,7 @@ def train(
     warmup: float = typer.Option(0.05, "--warmup", help="Warm-up steps (>= 1) or fraction of training (< 1)"),
     scheduler: str = typer.Option("cosine", "--scheduler", help="Any transformers LR schedule: cosine, linear, constant, ..."),
     save_steps: int = typer.Option(500, "--save-steps"),
+    logging_steps: int = typer.Option(10, "--logging-steps", help="Log (and show) metrics every N steps"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints"),
     lora_r: int = typer.Option(0, "--lora-r", help="LoRA rank (needs peft); 0 = full fine-tuning"),
@@ -112,6 +114,29 @@ def train(
     ce_weight: float = typer.Option(1.0, "--ce-weight"),
     latent_weight: float = typer.Option(1.0, "--latent-weight"),
     latent_positions: str = typer.Option("stretched", "--latent-positions", help="CoLaR: stretched or contiguous"),
+    group_size: int = typer.Option(8, "--group-size", help="CoLaR-RL: rollouts per question (G)"),
+    speeds: str = typer.Option("1", "--speeds", help="CoLaR-RL: rollout speed, or a list with one drawn per group, e.g. 1,2,5"),
+    latent_temperature: float = typer.Option(1.0, "--latent-temperature", help="CoLaR-RL: latent sampling temperature (> 0)"),
+    answer_temperature: float = typer.Option(0.0, "--answer-temperature", help="CoLaR-RL: answer sampling (0 = greedy)"),
+    length_penalty: str = typer.Option("none", "--length-penalty", help="CoLaR-RL: none, per-step (reward/steps) or lambda"),
+    clip_eps: float = typer.Option(0.2, "--clip-eps", help="CoLaR-RL: PPO clip range"),
+    kl_coef: float = typer.Option(0.0, "--kl-coef", help="CoLaR-RL: KL to the frozen starting model"),
+    latent_policy: bool = typer.Option(True, "--latent-policy/--no-latent-policy", help="CoLaR-RL: train the latent log-probs"),
+    answer_policy: bool = typer.Option(True, "--answer-policy/--no-answer-policy", help="CoLaR-RL: train the answer log-probs"),
+    num_iterations: int = typer.Option(1, "--num-iterations", help="CoLaR-RL: updates per rollout batch"),
+    max_latent_steps: int = typer.Option(64, "--max-latent-steps", help="CoLaR-RL: rollout thinking limit"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="CoLaR-RL: rollout answer limit"),
+    thoughts_per_step: int = typer.Option(1, "--thoughts-per-step", help="Coconut: continuous thoughts per replaced step"),
+    epochs_per_stage: float = typer.Option(1.0, "--epochs-per-stage", help="Coconut: epochs per curriculum stage"),
+    max_stage: int = typer.Option(3, "--max-stage", help="Coconut: last stage (steps turned into thoughts; the rest removed)"),
+    reset_optimizer: bool = typer.Option(False, "--reset-optimizer", help="Coconut / iCoT: clear the optimizer state when "
+                                         "the stage / removal count changes"),
+    num_thoughts: int = typer.Option(6, "--num-thoughts", help="CODI: continuous thoughts (training and inference)"),
+    distill_weight: float = typer.Option(1.0, "--distill-weight", help="CODI: weight of the hidden-state distillation"),
+    teacher_weight: float = typer.Option(1.0, "--teacher-weight", help="CODI: weight of the teacher's CoT loss"),
+    remove_per_epoch: float = typer.Option(8.0, "--remove-per-epoch", help="iCoT: reasoning tokens removed per epoch"),
+    removal_smoothing: float = typer.Option(4.0, "--removal-smoothing", help="iCoT: lambda of the removal offset "
+                                            "P(o) ~ exp(-lambda o); 0 = off"),
 ):
     """Train a model with a reasoning method and save it as one model directory."""
     from ponder.methods.train import method_options
@@ -120,7 +145,7 @@ def train(
     given = dict(locals())
     options = {k: given[k] for k in method_options(method) if k in given}
     run(method, data, init, out, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup=warmup, scheduler=scheduler, save_steps=save_steps, seed=seed, resume=resume, bf16=bf16,
+        warmup=warmup, scheduler=scheduler, save_steps=save_steps, logging_steps=logging_steps, seed=seed, resume=resume, bf16=bf16,
         data_format=fmt, trust_remote_code=trust_remote_code, **options)
     console.print(f"saved {out}")
 
@@ -205,13 +230,30 @@ def ask(
                 max_latent_steps=max_latent_steps).generate([question], speed=speed)[0]
     if m.settings.reasoning == "tokens":
         console.print(f"[bold]reasoning[/bold] ({g.reasoning_length} tokens): {g.text.split('</think>')[0]}")
-    elif m.settings.reasoning == "latent":
-        console.print(f"[bold]reasoning[/bold]: {g.reasoning_length} latent steps at speed {g.speed}")
+    elif m.settings.reasoning in ("latent", "thoughts"):
+        console.print(f"[bold]reasoning[/bold]: {g.reasoning_length} latent steps at speed {g.speed}"
+                      if m.settings.reasoning == "latent" else f"[bold]reasoning[/bold]: {g.reasoning_length} continuous thoughts")
         if peek:
             for s in peek_steps(m, g):
                 console.print(f"  step {s['step']:>2}  lm: {' | '.join(map(repr, s['lm']))}   "
                               f"nearest: {' | '.join(map(repr, s['cosine']))}")
     console.print(f"[bold]answer[/bold]: {g.answer}   ({g.wall_s * 1000:.1f} ms)")
+
+
+# -- bench ------------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    task: str = typer.Argument(..., help="A built-in task (running-sum, arith, graph-hop) or a data directory"),
+    methods: str = typer.Option("nocot,cot,colar,colar-rl,coconut,codi,icot", "--methods", help="Comma list of methods"),
+    seeds: str = typer.Option("3", "--seeds", help="A count (3: seeds 0,1,2) or a list (0,4)"),
+    budget: str = typer.Option("default", "--budget", help="Data sizes and training steps per method (default, smoke)"),
+    out: Path = typer.Option(..., "--out", help="Folder for runs/, results.json, results.md, pareto.png"),
+    force: bool = typer.Option(False, "--force", help="Retrain and re-evaluate finished runs"),
+):
+    """Train and evaluate several methods on one task, same model size and budget; one table and one plot."""
+    from ponder.bench import parse_methods, parse_seeds, run_bench
+
+    run_bench(task, parse_methods(methods), parse_seeds(seeds), out, budget=budget, force=force, console=console)
 
 
 # -- quickstart -------------------------------------------------------------------------------------

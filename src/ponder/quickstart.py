@@ -14,12 +14,11 @@ import json
 import time
 from pathlib import Path
 
-from ponder.data.records import atomic_write_text, read_records
+from ponder.bench import run_method
+from ponder.data.records import atomic_write_text
 from ponder.data.tasks import make_splits, write_splits
-from ponder.evaluation.evaluate import evaluate, write_report
 from ponder.evaluation.plot import plot_tradeoff
 from ponder.evaluation.tables import markdown_table, rich_table
-from ponder.methods.train import train
 
 # Budgets measured on 2 CPU cores (see README). The tiny model learns CoT after a seed-dependent plateau
 # (about 400 steps for seed 0 here); CoLaR needed ~3000 steps on top of it for c = 2 above 90%.
@@ -39,18 +38,14 @@ def run_quickstart(out, seed: int = 0, console=None, train_budgets: dict | None 
     t_start = time.perf_counter()
     splits = make_splits(spec["task"], spec["n_train"], spec["n_val"], spec["n_test"], seed=seed)
     write_splits(splits, out / "data")
-    test = read_records(out / "data" / "test.jsonl")
     rows, timings = [], {}
     for method, init in (("cot", "tiny"), ("nocot", "tiny"), ("colar", str(out / "cot"))):
         if method not in budgets:
             continue
         say(f"[bold]training {method}[/bold]" if console else f"training {method}")
-        t0 = time.perf_counter()
-        model, _ = train(method, out / "data", init, out / method, seed=seed, save_steps=10**9, **budgets[method])
-        timings[f"train_{method}_s"] = round(time.perf_counter() - t0, 1)
-        speeds = list(range(1, model.settings.max_compression + 1)) if method == "colar" else [None]
-        report = evaluate(model, test, speeds=speeds, model_path=str(out / method), data_path=str(out / "data" / "test.jsonl"))
-        write_report(report, out / f"eval_{method}.json")
+        report = run_method(method, out / "data", init, out / method, out / f"eval_{method}.json",
+                            out / "data" / "test.jsonl", budgets[method], seed, force=True)
+        timings[f"train_{method}_s"] = report["settings"]["train_seconds"]
         rows += report["results"]
     total = round(time.perf_counter() - t_start, 1)
     summary = {"settings": {"task": spec, "seed": seed, "train": budgets, "timings_s": timings, "total_s": total},

@@ -64,7 +64,7 @@ def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, bat
             if progress:
                 progress(len(chunk))
         row = summarise(preds, st.method, speed, time.perf_counter() - t0,
-                        cot_length=cot_length if st.reasoning == "latent" else None)
+                        cot_length=cot_length if st.reasoning in ("latent", "thoughts") else None)
         results.append(row)
         predictions += preds
     settings = {

@@ -6,6 +6,8 @@ Batched with left padding and one ``transformers`` KV cache (``DynamicCache``) f
 2. latent methods: loop { latent head -> sample at temperature tau (tau = 0: the mean) -> x embed_std
    -> next input embedding } until a row's LM predicts ``</think>`` or ``max_latent_steps`` is reached.
    Finished rows stop advancing: they are fed a masked pad, so their cache holds nothing new;
+   continuous-thought methods (Coconut, CODI): exactly ``num_thoughts`` steps, each feeding
+   ``model.thought_input(last hidden state)`` as the next input embedding;
 3. feed ``</think>`` and decode the answer as tokens from the same cache (greedy or sampled);
    CoT simply starts here and writes its reasoning as tokens.
 
@@ -31,7 +33,7 @@ class Generation:
     speed: int | str | None
     text: str  # everything decoded as text after the prompt (CoT: reasoning, </think>, answer)
     answer: str  # extracted answer
-    reasoning_length: int  # tokens between the separators, or latent steps
+    reasoning_length: int  # tokens between the separators, or latent steps / continuous thoughts
     wall_s: float  # wall time of the call that produced it (its batch)
     token_ids: list[int] = field(default_factory=list)  # the decoded tokens, up to (without) <eos>
     ended: bool = True  # <eos> was decoded (False: cut by max_new_tokens)
@@ -42,6 +44,11 @@ class Generation:
 def check_speed(settings, speed) -> int | str | None:
     """Validate a requested speed against a model: a clear error for 0, too large, or text."""
     if settings.reasoning == "none":
+        return None
+    if settings.reasoning == "thoughts":
+        if speed not in (None, ""):
+            raise PonderError(f"--speed: a {settings.method} model thinks in a fixed number of continuous thoughts "
+                              f"and takes no speed, got '{speed}'")
         return None
     if settings.reasoning == "tokens":
         if speed not in (None, 1, "1"):
@@ -77,7 +84,7 @@ class Decoder:
     # -- one forward step over new inputs ------------------------------------------------------------
     def _reset(self):
         self.cache = DynamicCache() if self.use_cache else None
-        self.mask = self.embeds = self.positions = None
+        self.mask = self.embeds = self.positions = self.hidden = None
 
     def _step(self, embeds, mask, positions):
         cat = lambda a, b: b if a is None else torch.cat([a, b], 1)  # noqa: E731
@@ -90,6 +97,7 @@ class Decoder:
             out = self.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
                              last_only=True)
         last = lambda t: None if t is None else t[:, -1]  # noqa: E731
+        self.hidden = last(out.hidden)  # the last-layer hidden state: a continuous thought's source
         return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
 
     def _next_token(self, logits):
@@ -136,6 +144,19 @@ class Decoder:
                 logits, mean, log_std = self._step(x, active.long()[:, None], pos[:, None])
                 steps += active.long()
                 last_pos = pos
+        elif st.reasoning == "thoughts":
+            # A fixed number of continuous thoughts, the same for every row: no masking needed.
+            ones = torch.ones((B, 1), dtype=torch.long, device=device)
+            dtype = model.lm.get_input_embeddings().weight.dtype
+            for _ in range(st.num_thoughts or 0):
+                x = model.thought_input(self.hidden)
+                latents.append(x.float())
+                top_ids.append(logits.topk(3, -1).indices)
+                last_pos = last_pos + 1
+                logits, _, _ = self._step(x[:, None].to(dtype), ones, last_pos[:, None])
+                steps += 1
+
+        if st.reasoning in ("latent", "thoughts"):
             # Every row now ends its thinking (rows that hit max_latent_steps are made to).
             end = torch.full((B, 1), think_end, device=device)
             logits, _, _ = self._step(model.embed(end), torch.ones_like(end), last_pos[:, None] + 1)

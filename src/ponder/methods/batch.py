@@ -12,6 +12,11 @@ For a compression factor c (CoT: c = 1) one row is::
 where s = 1 for ``contiguous`` positions (the paper) and s = c for ``stretched`` ones: slot g then sits
 where the *last* token of its group sat in CoT, so the relative distances the CoT model learned (from
 "the token I just read" to the next question item) still hold. With c = 1 this is exactly CoT SFT.
+
+Continuous-thought methods (Coconut, CODI) ask for ``thoughts[b]`` slots right after ``<think>``: input
+id 0 (``thought_mask`` marks them; ``methods/thoughts.py`` fills them with fed-back hidden states), label
+-100 except that the last one predicts the first following token, one position each; the row's reasoning
+(what is left of it) and the answer follow as above, shifted by the slots.
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ class Pieces:
 
 
 def build_batch(model, pieces: Pieces, speed_ids: list[int], think_id: int, c: int = 1, stretch: int = 1,
-                think: bool = True, mode: str = "sum", generator=None) -> dict[str, torch.Tensor]:
+                think: bool = True, mode: str = "sum", generator=None,
+                thoughts: list[int] | None = None) -> dict[str, torch.Tensor]:
     """Returns input_ids, inputs_embeds, attention_mask, position_ids, labels (already shifted: the target of the
-    prediction made *at* each index), latent_targets and latent_mask."""
+    prediction made *at* each index), latent_targets, latent_mask and thought_mask (``thoughts``: per-row
+    number of continuous-thought slots after ``<think>``; None: none)."""
     device = model.device
     B = len(pieces)
     r_len = torch.tensor([len(r) if think else 0 for r in pieces.reasoning], device=device)
@@ -50,18 +57,22 @@ def build_batch(model, pieces: Pieces, speed_ids: list[int], think_id: int, c: i
     compressed, groups = compress(model.embed(r_ids), r_len, c, mode)
     group_labels = sample_group_tokens(r_ids, r_len, c, generator)
 
-    ids, pos, lab, slot, tgt_at = [], [], [], [], []
+    ids, pos, lab, slot, tgt_at, th = [], [], [], [], [], []
     for b in range(B):
         prompt = pieces.questions[b] + speed_ids + [think_id]
         P, m, ans = len(prompt), int(groups[b]), pieces.answers[b]
-        ids.append(prompt + [0] * m + ans)
-        end_pos = (P - 1) + m * stretch + 1
-        pos.append(list(range(P)) + [(P - 1) + (g + 1) * stretch for g in range(m)]
+        t = thoughts[b] if thoughts else 0
+        ids.append(prompt + [0] * t + [0] * m + ans)
+        base = (P - 1) + t  # position (and index) of the last input before the reasoning slots
+        end_pos = base + m * stretch + 1
+        pos.append(list(range(P + t)) + [base + (g + 1) * stretch for g in range(m)]
                    + list(range(end_pos, end_pos + len(ans))))
-        labels = [-100] * (P - 1) + group_labels[b, :m].tolist() + [ans[0] if think else -100] + ans[1:] + [-100]
+        labels = ([-100] * (P - 1 + t) + group_labels[b, :m].tolist() + [ans[0] if think else -100] + ans[1:]
+                  + [-100])
         lab.append(labels)
-        slot.append([False] * P + [True] * m + [False] * len(ans))
-        tgt_at.append([False] * (P - 1) + [True] * m + [False] * (len(ans) + 1))
+        slot.append([False] * (P + t) + [True] * m + [False] * len(ans))
+        tgt_at.append([False] * (P - 1 + t) + [True] * m + [False] * (len(ans) + 1))
+        th.append([False] * P + [True] * t + [False] * (m + len(ans)))
 
     def pad(rows, value, dtype):
         return pad_sequence([torch.tensor(r, dtype=dtype) for r in rows], batch_first=True, padding_value=value).to(device)
@@ -84,4 +95,5 @@ def build_batch(model, pieces: Pieces, speed_ids: list[int], think_id: int, c: i
         "labels": pad(lab, -100, torch.long),
         "latent_targets": targets,
         "latent_mask": latent_mask,
+        "thought_mask": pad(th, False, torch.bool),  # continuous-thought slots (input id 0 until filled)
     }

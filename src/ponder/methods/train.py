@@ -22,6 +22,10 @@ METHODS = {
     "nocot": ("trainer", "CoTConfig", "CoTTrainer"),
     "cot": ("trainer", "CoTConfig", "CoTTrainer"),
     "colar": ("colar", "CoLaRConfig", "CoLaRTrainer"),
+    "coconut": ("coconut", "CoconutConfig", "CoconutTrainer"),
+    "codi": ("codi", "CODIConfig", "CODITrainer"),
+    "icot": ("icot", "ICoTConfig", "ICoTTrainer"),
+    "colar-rl": ("colar_rl", "CoLaRRLConfig", "CoLaRRLTrainer"),
 }
 
 # Learning rates that worked for each starting point: from scratch a tiny model wants a large one.

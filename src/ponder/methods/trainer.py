@@ -55,8 +55,8 @@ class RecordCollator:
 class RichProgress(TrainerCallback):
     """A rich progress bar with the loss and examples per second (main process only)."""
 
-    def __init__(self, description: str = "train"):
-        self.description, self.progress, self.task = description, None, None
+    def __init__(self, description: str = "train", keys: tuple[str, ...] = ()):
+        self.description, self.keys, self.progress, self.task = description, keys, None, None
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
@@ -78,7 +78,7 @@ class RichProgress(TrainerCallback):
             per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
             rate = (state.global_step - self.step0) * per_step / max(time.perf_counter() - self.t0, 1e-9)
             extra = " ".join(f"{k.removesuffix('_loss')}={v:.3g}" for k, v in logs.items()
-                             if k.endswith("_loss") and k != "ce_loss")
+                             if (k.endswith("_loss") and k != "ce_loss") or k in self.keys)
             self.progress.update(self.task, stats=f"loss={logs['loss']:.4f} {extra} {rate:.0f} ex/s")
 
     def on_train_end(self, args, state, control, **kw):
@@ -101,6 +101,8 @@ class StopAfter(TrainerCallback):
 class CoTTrainer(Trainer):
     """Trains a :class:`~ponder.model.io.PonderModel` on records with the shared batch builder."""
 
+    progress_keys: tuple[str, ...] = ()  # logged metrics the progress bar shows besides the losses
+
     def __init__(self, model, args: CoTConfig, train_dataset: list[Record], callbacks=None, **kw):
         model.settings.method = args.method
         self.ponder = model  # the unwrapped model, whatever Trainer wraps it in
@@ -112,7 +114,7 @@ class CoTTrainer(Trainer):
         if not dataset:
             raise PonderError(f"no training example fits in --max-length {args.max_length} tokens")
         super().__init__(model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(model, args.max_length),
-                         callbacks=[RichProgress(args.method), *(callbacks or [])], **kw)
+                         callbacks=[RichProgress(args.method, self.progress_keys), *(callbacks or [])], **kw)
         self.remove_callback(PrinterCallback)  # the progress bar shows the logs
 
     @staticmethod
@@ -154,21 +156,36 @@ class CoTTrainer(Trainer):
         return {"ce_loss": ce}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        pieces: Pieces = inputs["pieces"]
         speed = self.speed()
         c, stretch = self.compression(speed)
         gen = self._generator()
-        tok, lay = self.ponder.tokenizer, self.ponder.settings.layout
-        batch = build_batch(self.ponder, pieces, lay.speed_ids(tok, speed), tok.convert_tokens_to_ids(THINK_START),
-                            c=c, stretch=stretch, think=self.args.method != "nocot",
-                            mode=getattr(self.args, "compression", "sum"), generator=gen)
-        out = model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"])
+        batch = self.make_batch(inputs, speed, c, stretch, gen)
+        out = self.run_model(model, batch)
         losses = self.method_losses(batch, out)
         loss = self.combine(losses)
         for k, v in {**losses, **self.extra_metrics(speed, c, losses)}.items():
             self._metrics.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
         return (loss, out) if return_outputs else loss
+
+    def make_batch(self, inputs, speed, c: int, stretch: int, generator, pieces: Pieces | None = None,
+                   thoughts: list[int] | None = None) -> dict:
+        """The step's batch from the collator's output (methods may alter ``pieces`` or add ``thoughts``)."""
+        tok, lay = self.ponder.tokenizer, self.ponder.settings.layout
+        return build_batch(self.ponder, inputs["pieces"] if pieces is None else pieces, lay.speed_ids(tok, speed),
+                           tok.convert_tokens_to_ids(THINK_START), c=c, stretch=stretch,
+                           think=self.args.method != "nocot", mode=getattr(self.args, "compression", "sum"),
+                           generator=generator, thoughts=thoughts)
+
+    def run_model(self, model, batch):
+        """The forward pass(es) of a step; continuous-thought methods unroll their thoughts here."""
+        return model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"],
+                     position_ids=batch["position_ids"])
+
+    def reset_optimizer_state(self) -> None:
+        """Forget the optimizer's moments (Coconut and iCoT reset them when their curriculum moves on)."""
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)
+        if opt is not None:
+            opt.state.clear()
 
     def extra_metrics(self, speed, c: int, losses: dict) -> dict:
         return {}

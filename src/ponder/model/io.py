@@ -35,8 +35,10 @@ from ponder.prompt import PromptLayout
 PONDER_FILE = "ponder.json"
 HEAD_FILE = "latent_head.safetensors"
 
-# What each method puts between <think> and </think>: nothing, tokens, or latent vectors.
-REASONING = {"nocot": "none", "cot": "tokens", "colar": "latent", "colar-rl": "latent"}
+# What each method puts between <think> and </think>: nothing, tokens, latent vectors (a latent head samples
+# them, the LM decides when to stop), or continuous thoughts (a fixed number of hidden-state feedbacks).
+REASONING = {"nocot": "none", "cot": "tokens", "colar": "latent", "colar-rl": "latent",
+             "coconut": "thoughts", "codi": "thoughts", "icot": "tokens"}
 
 PRESETS = {
     # name: (hidden, layers, heads, intermediate, vocab)
@@ -56,6 +58,7 @@ class PonderSettings:
     latent_positions: str = "contiguous"
     embed_std: float | None = None
     latent_head: dict | None = None
+    num_thoughts: int | None = None  # continuous thoughts at inference ("thoughts" methods: Coconut, CODI)
     init: str | None = None
     ponder_version: str = __version__
 
@@ -86,6 +89,7 @@ class PonderOutput:
     hidden: torch.Tensor
     latent_mean: torch.Tensor | None
     latent_log_std: torch.Tensor | None
+    hidden_states: tuple | None = None  # every layer's output (embedding output excluded), with all_hidden=True
 
 
 class PonderModel(nn.Module):
@@ -113,9 +117,10 @@ class PonderModel(nn.Module):
         return self.lm.get_input_embeddings()(input_ids)
 
     def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None,
-                past_key_values=None, use_cache=False, last_only: bool = False) -> PonderOutput:
+                past_key_values=None, use_cache=False, last_only: bool = False, all_hidden: bool = False) -> PonderOutput:
         """``last_only``: logits and latent head for the last position only (decoding: with a 100k-token
-        vocabulary, the prefill's logits for every prompt position would cost more than the model)."""
+        vocabulary, the prefill's logits for every prompt position would cost more than the model).
+        ``all_hidden``: also return every layer's hidden states (CODI's distillation)."""
         # The latent head runs inside forward so that DDP sees every trained parameter used in it.
         cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
         keep = {"logits_to_keep": 1} if last_only else {}
@@ -125,7 +130,18 @@ class PonderModel(nn.Module):
         mean = log_std = None
         if self.latent_head is not None:
             mean, log_std = self.latent_head(hidden)
-        return PonderOutput(out.logits, hidden, mean, log_std)
+        return PonderOutput(out.logits, hidden, mean, log_std, tuple(out.hidden_states[1:]) if all_hidden else None)
+
+    def thought_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The next input embedding of a continuous thought, from last-layer hidden state(s) (..., hidden).
+
+        Coconut feeds the hidden state back as it is; CODI through a learned projection, which is the latent
+        head's mean (in units of ``embed_std``, as CoLaR's) so it is saved and loaded with the latent head."""
+        if self.settings.method == "codi":
+            if self.latent_head is None:
+                raise PonderError("a CODI model needs its projection (latent head); none is loaded")
+            return self.latent_head(hidden)[0] * self.settings.embed_std
+        return hidden
 
     def add_latent_head(self) -> None:
         """Attach a fresh latent head and measure the embedding scale (once: it is then kept)."""
