@@ -39,14 +39,31 @@ BUDGETS = {
         "data": {"n_train": 4000, "n_val": 100, "n_test": 300},
         "train": {
             "cot": {"max_steps": 1200, "lr": 5e-4}, "nocot": {"max_steps": 1200, "lr": 5e-4},
-            "colar": {"max_steps": 3000, "lr": 1e-3}, "coconut": {"max_steps": 3000, "lr": 1e-3},
-            "codi": {"max_steps": 3000, "lr": 1e-3}, "icot": {"max_steps": 3000, "lr": 1e-3},
-            "colar-rl": {"max_steps": 200, "lr": 2e-5, "batch_size": 16, "speeds": "2", "latent_temperature": 0.2},
+            **{m: {"max_steps": 1500, "lr": 1e-3} for m in ("colar", "coconut", "codi", "icot")},
+            "colar-rl": {"max_steps": 100, "lr": 1e-5, "batch_size": 16, "group_size": 8, "speeds": "2",
+                         "latent_temperature": 0.2},
         },
-        "tasks": {  # per-task changes
-            "running-sum": {"data": {"difficulty": 6}},
-            "arith": {"data": {"difficulty": 3}, "train": {"cot": {"max_steps": 1500, "lr": 1e-3},
-                                                             "nocot": {"max_steps": 1500, "lr": 1e-3}}},
+        # Per task: the data's difficulty and each curriculum fitted to the chain (1500 steps of batch 32
+        # on 4000 examples are 12 epochs). arith and graph-hop (3x longer sequences) get fewer steps so that
+        # one seed of every method fits a 2-core session; every latent method still gets the same steps.
+        "tasks": {
+            "running-sum": {"data": {"difficulty": 6}, "train": {
+                "colar": {"max_compression": 4},
+                "coconut": {"max_stage": 6, "thoughts_per_step": 1, "epochs_per_stage": 1.5},
+                "codi": {"num_thoughts": 6}, "icot": {"remove_per_epoch": 1}}},
+            "arith": {"data": {"difficulty": 3}, "train": {
+                "cot": {"max_steps": 1500, "lr": 1e-3}, "nocot": {"max_steps": 1500, "lr": 1e-3},
+                **{m: {"max_steps": 600} for m in ("colar", "coconut", "codi", "icot")},
+                "coconut": {"max_steps": 600, "max_stage": 3, "thoughts_per_step": 2, "epochs_per_stage": 1.2},
+                "codi": {"max_steps": 600, "num_thoughts": 6}, "icot": {"max_steps": 600, "remove_per_epoch": 5},
+                "colar-rl": {"max_steps": 60}}},
+            "graph-hop": {"data": {"difficulty": 3}, "train": {
+                "cot": {"max_steps": 800, "lr": 1e-3}, "nocot": {"max_steps": 800, "lr": 1e-3},
+                **{m: {"max_steps": 600} for m in ("colar", "icot")},
+                "colar": {"max_steps": 600, "max_compression": 3},
+                "coconut": {"max_steps": 600, "max_stage": 3, "thoughts_per_step": 1, "epochs_per_stage": 1.2},
+                "codi": {"max_steps": 600, "num_thoughts": 3}, "icot": {"max_steps": 600, "remove_per_epoch": 1},
+                "colar-rl": {"max_steps": 60}}},
         },
     },
     # A few steps of everything: checks the pipeline end to end (tests), says nothing about accuracy.
