@@ -14,6 +14,7 @@ from ponder.methods.colar_rl import (clipped_objective, gaussian_kl, group_advan
 from ponder.methods.train import train
 from ponder.model.io import load_model
 from ponder.model.latent_head import LatentHead
+from ponder.prompt import THINK_END
 
 # -- pure pieces ---------------------------------------------------------------------------------------
 
@@ -83,15 +84,17 @@ def test_gaussian_kl_matches_torch():
 
 def test_rollout_layout_reproduces_the_decoders_latents_and_tokens(colar_dir):
     """Greedy rollouts (tau = 0) re-encoded in one teacher-forced pass: the head's mean at every latent
-    slot is the latent the decoder fed, and the argmax at every answer slot is the token it decoded."""
+    slot is the latent the decoder fed, the LM's top token is </think> exactly where the chain stopped,
+    and the argmax at every answer slot is the token it decoded."""
     m = load_model(colar_dir[0])
     tok, lay = m.tokenizer, m.settings.layout
     qs = ["1 2 3", "4", "5 6", "9 9 9"]
     for speed in (1, 2):
-        gens = Decoder(m, max_new_tokens=16).generate(qs, speed=speed)
-        assert any(g.reasoning_length > 1 for g in gens)
+        gens = Decoder(m, max_new_tokens=16, max_latent_steps=3).generate(qs, speed=speed)
+        stopped = [g.reasoning_length < 3 for g in gens]
+        assert any(g.reasoning_length > 1 for g in gens) and any(stopped)
         laid = layout_rollout(m, [lay.prompt_ids(tok, q, speed) for q in qs], [g.latents for g in gens],
-                              [g.token_ids + [tok.eos_token_id] * g.ended for g in gens], [speed] * len(qs))
+                              [g.token_ids + [tok.eos_token_id] * g.ended for g in gens], [speed] * len(qs), stopped)
         with torch.no_grad():
             out = m(inputs_embeds=laid["inputs_embeds"], attention_mask=laid["attention_mask"],
                     position_ids=laid["position_ids"])
@@ -100,6 +103,22 @@ def test_rollout_layout_reproduces_the_decoders_latents_and_tokens(colar_dir):
         assert torch.allclose(out.latent_mean[at], laid["latent_values"][at], atol=1e-5)
         t = laid["token_at"]
         assert torch.equal(out.logits.argmax(-1)[t], laid["token_values"][t])
+        end = tok.convert_tokens_to_ids(THINK_END)
+        assert laid["stop_at"].sum(1).tolist() == [int(s) for s in stopped]
+        assert (out.logits.argmax(-1)[laid["stop_at"]] == end).all()
+        assert (out.logits.argmax(-1)[at] != end).all()
+
+
+def test_sampled_stop_is_reproducible_and_follows_p_end(colar_dir):
+    m = load_model(colar_dir[0])
+    qs = ["1 2 3", "4 5", "6 7 8"] * 8
+    run = lambda seed: [g.reasoning_length for g in Decoder(m, max_latent_steps=8, sample_stop=True, seed=seed,  # noqa: E731
+                                                            latent_temperature=0.5).generate(qs, speed=1)]
+    assert run(1) == run(1)
+    lengths = run(2)
+    assert len(set(lengths)) > 1  # the same question's chains end at different steps
+    greedy = [g.reasoning_length for g in Decoder(m, max_latent_steps=8).generate(qs, speed=1)]
+    assert greedy == greedy[:3] * 8  # without sampling, a question always takes the same number of steps
 
 
 # -- real RL steps -------------------------------------------------------------------------------------

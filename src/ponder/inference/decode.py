@@ -69,7 +69,9 @@ def check_speed(settings, speed) -> int | str | None:
 
 class Decoder:
     def __init__(self, model, max_new_tokens: int = 256, max_latent_steps: int = 64, temperature: float = 0.0,
-                 latent_temperature: float = 0.0, seed: int = 0, use_cache: bool = True):
+                 latent_temperature: float = 0.0, seed: int = 0, use_cache: bool = True, sample_stop: bool = False):
+        """``sample_stop``: a latent chain ends with probability p(``</think>``) at each step instead of when
+        ``</think>`` is the LM's top token (RL rollouts: the length is then an action that can be reinforced)."""
         if max_new_tokens < 1:
             raise PonderError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         if max_latent_steps < 0:
@@ -79,6 +81,7 @@ class Decoder:
         self.model, self.tok = model, model.tokenizer
         self.max_new_tokens, self.max_latent_steps = max_new_tokens, max_latent_steps
         self.temperature, self.latent_temperature, self.use_cache = temperature, latent_temperature, use_cache
+        self.sample_stop = sample_stop
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
 
     # -- one forward step over new inputs ------------------------------------------------------------
@@ -133,7 +136,11 @@ class Decoder:
             pad_embed = model.embed(torch.full((B, 1), pad, device=device))
             active = torch.ones(B, dtype=torch.bool, device=device)
             for _ in range(self.max_latent_steps):
-                active &= logits.argmax(-1) != think_end
+                if self.sample_stop:
+                    p_end = torch.softmax(logits, -1)[:, think_end]
+                    active &= torch.rand(B, generator=self.generator, device=device) >= p_end
+                else:
+                    active &= logits.argmax(-1) != think_end
                 if not active.any():
                     break
                 z = LatentHead.sample(mean, log_std, self.latent_temperature, self.generator) * st.embed_std

@@ -14,9 +14,10 @@ Per optimizer step, for each question:
    log-density of every sampled latent and the log-probability of every answer token; PPO's clipped
    ratio against the rollout-time log-probabilities, plus an optional KL to the frozen starting model.
 
-The end of thinking is not a sampled action: a chain ends where the LM predicts ``</think>``, so length
-changes through the latents that lead there. ``num_iterations`` > 1 reuses a rollout for several
-updates (then the clipping matters); with 1 the ratio is exactly 1 and this is plain policy gradient.
+The end of thinking is an action too (``stop_policy``): in rollouts a chain ends with probability
+p(``</think>``) at each step, and "go on" / "stop" are reinforced with the latents, so a length penalty
+can teach the model to stop earlier. ``num_iterations`` > 1 reuses a rollout for several updates (then
+the clipping matters); with 1 the ratio is exactly 1 and this is plain policy gradient.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class CoLaRRLConfig(CoTConfig):
     latent_policy: bool = field(default=True, metadata={"help": "Policy-gradient term on the latents' Gaussian log-densities."})
     answer_policy: bool = field(default=True, metadata={"help": "Policy-gradient term on the answer tokens' log-probabilities."})
     num_iterations: int = field(default=1, metadata={"help": "Optimizer steps per rollout batch (PPO epochs, mu)."})
+    stop_policy: bool = field(default=True, metadata={
+        "help": "Sample the end of thinking with p(</think>) in rollouts and reinforce it; off: a chain ends where "
+                "</think> is the LM's top token, and its length changes only through the latents."})
     max_latent_steps: int = field(default=64, metadata={"help": "Rollouts stop thinking after this many latent steps."})
     max_new_tokens: int = field(default=32, metadata={"help": "Longest answer decoded in a rollout."})
 
@@ -138,6 +142,7 @@ class Rollout:
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     latent_at: torch.Tensor  # (N, T) True where the head's output at that index produced a sampled latent
+    stop_at: torch.Tensor  # (N, T) True where the LM chose to end the chain (the index of the last latent)
     latent_values: torch.Tensor  # (N, T, d) the sampled latent (in units of embed_std) produced at that index
     token_at: torch.Tensor  # (N, T) True where the logits at that index produced a decoded answer token
     token_values: torch.Tensor  # (N, T) that token
@@ -150,19 +155,20 @@ class Rollout:
 
 
 def layout_rollout(model, prompts: list[list[int]], latents: list[torch.Tensor], answers: list[list[int]],
-                   stretches: list[int]) -> dict[str, torch.Tensor]:
+                   stretches: list[int], stopped: list[bool] | None = None) -> dict[str, torch.Tensor]:
     """The sequences the decoder produced, re-laid with the decoder's own positions (see inference/decode.py):
     prompt 0..P-1, latent k at (P-1) + (k+1)*stretch, then </think> and the answer tokens one after another."""
     tok, device = model.tokenizer, model.device
     think_end = tok.convert_tokens_to_ids(THINK_END)
-    ids, pos, lat_slot, lat_at, tok_at, tok_val = [], [], [], [], [], []
-    for p, z, a, s in zip(prompts, latents, answers, stretches):
+    ids, pos, lat_slot, lat_at, stop_at, tok_at, tok_val = [], [], [], [], [], [], []
+    for p, z, a, s, stop in zip(prompts, latents, answers, stretches, stopped or [False] * len(prompts)):
         P, m = len(p), z.shape[0]
         ids.append(p + [0] * m + [think_end] + a)
         end = (P - 1) + m * s + 1
         pos.append(list(range(P)) + [(P - 1) + (k + 1) * s for k in range(m)] + list(range(end, end + 1 + len(a))))
         lat_slot.append([False] * P + [True] * m + [False] * (1 + len(a)))
         lat_at.append([False] * (P - 1) + [True] * m + [False] * (2 + len(a)))
+        stop_at.append([False] * (P - 1 + m) + [bool(stop)] + [False] * (1 + len(a)))
         tok_at.append([False] * (P + m) + [True] * len(a) + [False])
         tok_val.append([0] * (P + m) + a + [0])
 
@@ -176,7 +182,7 @@ def layout_rollout(model, prompts: list[list[int]], latents: list[torch.Tensor],
     embeds = embeds.masked_scatter(slot[..., None], z)  # the decoder fed latent * embed_std
     values = torch.zeros_like(embeds).masked_scatter(at[..., None], z / model.settings.embed_std)
     return {"inputs_embeds": embeds, "attention_mask": pad([[1] * len(r) for r in ids], 0),
-            "position_ids": pad(pos, 0), "latent_at": at, "latent_values": values,
+            "position_ids": pad(pos, 0), "latent_at": at, "latent_values": values, "stop_at": pad(stop_at, False, torch.bool),
             "token_at": pad(tok_at, False, torch.bool), "token_values": pad(tok_val, 0)}
 
 
@@ -213,7 +219,8 @@ class CoLaRRLTrainer(CoTTrainer):
         for k, speed in enumerate(sorted(set(speeds), key=str)):
             idx = [n for n, (i, _) in enumerate(rows) if speeds[i] == speed]
             dec = Decoder(model, max_new_tokens=a.max_new_tokens, max_latent_steps=a.max_latent_steps,
-                          temperature=a.answer_temperature, latent_temperature=a.latent_temperature, seed=seed * 8 + k)
+                          temperature=a.answer_temperature, latent_temperature=a.latent_temperature, seed=seed * 8 + k,
+                          sample_stop=a.stop_policy)
             for n, g in zip(idx, dec.generate([records[rows[n][0]].question for n in idx], speed=speed)):
                 gens[n] = g
         model.train(was_training)
@@ -226,7 +233,8 @@ class CoLaRRLTrainer(CoTTrainer):
         laid = layout_rollout(
             model, [lay.prompt_ids(tok, g.question, g.speed) for g in gens],
             [g.latents if g.latents is not None else torch.zeros(0, d) for g in gens],
-            [g.token_ids + ([tok.eos_token_id] if g.ended else []) for g in gens], [stretch(g.speed) for g in gens])
+            [g.token_ids + ([tok.eos_token_id] if g.ended else []) for g in gens], [stretch(g.speed) for g in gens],
+            [a.stop_policy and n < a.max_latent_steps for n in steps])
         ro = Rollout(**laid, advantages=group_advantages(rewards, G).to(model.device))
         lp = self._log_probs(model, ro)
         ro.old_latent_logp, ro.old_token_logp = lp["latent"].detach(), lp["token"].detach()
@@ -246,6 +254,11 @@ class CoLaRRLTrainer(CoTTrainer):
         mean = out.latent_mean.float()
         latent = LatentHead.log_prob(ro.latent_values.float(), mean, log_std)
         logits = out.logits.float()
+        if self.args.stop_policy:
+            # One action per latent step: "go on" (1 - p(</think>)) and this latent; the chain's end: "stop".
+            end = torch.log_softmax(logits, -1)[..., self.ponder.tokenizer.convert_tokens_to_ids(THINK_END)]
+            go_on = torch.log(-torch.expm1(end.clamp(max=-1e-6)))
+            latent = torch.where(ro.stop_at, end, latent + go_on)
         if self.args.answer_temperature > 0:
             logits = logits / self.args.answer_temperature
         token = torch.gather(F.log_softmax(logits, -1), -1, ro.token_values[..., None]).squeeze(-1)
@@ -264,11 +277,12 @@ class CoLaRRLTrainer(CoTTrainer):
         ro = self._buffer[micro]
         lp = self._log_probs(model, ro)
         adv = ro.advantages[:, None]
-        masks = ([ro.latent_at] if a.latent_policy else []) + ([ro.token_at] if a.answer_policy else [])
+        thinking = ro.latent_at | ro.stop_at  # the latent actions: each step's latent (and go on), the stop
+        masks = ([thinking] if a.latent_policy else []) + ([ro.token_at] if a.answer_policy else [])
         per_action = torch.zeros_like(lp["token"])
         if a.latent_policy:
             per_action = per_action + torch.where(
-                ro.latent_at, clipped_objective(lp["latent"], ro.old_latent_logp, adv, a.clip_eps), 0.0)
+                thinking, clipped_objective(lp["latent"], ro.old_latent_logp, adv, a.clip_eps), 0.0)
         if a.answer_policy:
             per_action = per_action + torch.where(
                 ro.token_at, clipped_objective(lp["token"], ro.old_token_logp, adv, a.clip_eps), 0.0)
@@ -287,7 +301,7 @@ class CoLaRRLTrainer(CoTTrainer):
             latent_n = ro.latent_at.sum()
             # Entropy of the sampling Gaussian per dimension (nats): falls as RL makes the latents surer.
             entropy = (lp["log_std"] + 0.5 * math.log(2 * math.pi * math.e)).mean(-1)
-            log_ratio = torch.where(ro.latent_at, lp["latent"] - ro.old_latent_logp, lp["token"] - ro.old_token_logp)
+            log_ratio = torch.where(thinking, lp["latent"] - ro.old_latent_logp, lp["token"] - ro.old_token_logp)
             clipped = ((log_ratio.exp() - 1).abs() > a.clip_eps) & acting
             stats = {**stats, "policy_loss": policy, "kl": kl, "clip_fraction": clipped.sum() / acting.sum().clamp(min=1),
                      "latent_entropy": (entropy * ro.latent_at).sum() / latent_n.clamp(min=1)}
