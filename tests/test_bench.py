@@ -78,3 +78,16 @@ def test_bench_bad_task_and_budget(tmp_path):
         run_bench("no-such-task", ["cot"], [0], tmp_path)
     with pytest.raises(PonderError, match="--budget"):
         run_bench("running-sum", ["cot"], [0], tmp_path, budget="huge")
+
+
+def test_quickstart_pipeline_on_a_tiny_budget(tmp_path):
+    """The README's main job end to end (budgets cut to a few steps: this checks the pipeline, not accuracy)."""
+    from ponder.quickstart import run_quickstart
+
+    few = {"max_steps": 2, "batch_size": 8}
+    summary = run_quickstart(tmp_path / "qs", train_budgets={"cot": few, "nocot": few, "colar": {**few, "max_compression": 2}},
+                             data={"n_train": 64, "n_val": 4, "n_test": 8})
+    assert [(r["method"], r["speed"]) for r in summary["results"]] == [("cot", 1), ("nocot", None), ("colar", 1), ("colar", 2)]
+    assert set(summary["settings"]["timings_s"]) == {"train_cot_s", "train_nocot_s", "train_colar_s"}
+    for name in ("summary.json", "summary.md", "tradeoff.png", "eval_cot.json", "eval_colar.json", "colar/ponder.json"):
+        assert (tmp_path / "qs" / name).is_file(), name

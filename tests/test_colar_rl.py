@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -174,3 +178,33 @@ def test_rl_needs_a_colar_model(rs_dir, tmp_path):
     train("cot", rs_dir, "tiny", tmp_path / "cot", max_steps=1, batch_size=4, save_steps=1000)
     with pytest.raises(PonderError, match="CoLaR model"):
         train("colar-rl", rs_dir, str(tmp_path / "cot"), tmp_path / "rl", max_steps=1, batch_size=4)
+
+
+def test_two_process_rl_run(colar_dir, tmp_path):
+    """GRPO under accelerate's DDP: each process rolls out its own questions; the update is shared."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ponder.cli", "train", "--method", "colar-rl",
+           "--init", str(colar_dir[0]), "--data", str(colar_dir[0].parent / "train.jsonl"), "--out", str(out),
+           "--max-steps", "2", "--batch-size", "2", "--group-size", "2", "--speeds", "1,2", "--max-latent-steps", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["world_size"] == 2 and log["global_step"] == 2
+    assert load_model(out).settings.method == "colar-rl"
+
+
+def test_rl_resume_reaches_the_same_model(colar_dir, tmp_path):
+    from ponder.methods.trainer import StopAfter
+
+    kw = dict(max_steps=4, save_steps=2, batch_size=2, group_size=4, max_latent_steps=4)
+    _rl(colar_dir, tmp_path / "full", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        _rl(colar_dir, tmp_path / "cut", callbacks=[StopAfter(3)], **kw)
+    _, resumed = _rl(colar_dir, tmp_path / "cut", resume=True, **kw)
+    assert resumed.state.global_step == 4
+    a, b = load_model(tmp_path / "full"), load_model(tmp_path / "cut")
+    for k, v in a.lm.state_dict().items():
+        assert torch.allclose(v, b.lm.state_dict()[k], atol=1e-6), k
+    for k, v in a.latent_head.state_dict().items():
+        assert torch.allclose(v, b.latent_head.state_dict()[k], atol=1e-6), k
