@@ -40,8 +40,8 @@ BUDGETS = {
         "train": {
             "cot": {"max_steps": 1200, "lr": 5e-4}, "nocot": {"max_steps": 1200, "lr": 5e-4},
             **{m: {"max_steps": 1500, "lr": 1e-3} for m in ("colar", "coconut", "codi", "icot")},
-            "colar-rl": {"max_steps": 100, "lr": 1e-5, "batch_size": 16, "group_size": 8, "speeds": "2",
-                         "latent_temperature": 0.2},
+            "colar-rl": {"max_steps": 100, "lr": 2e-5, "batch_size": 16, "group_size": 8, "speeds": "2",
+                         "latent_temperature": 0.2, "length_penalty": "per-step"},
         },
         # Per task: the data's difficulty and each curriculum fitted to the chain (1500 steps of batch 32
         # on 4000 examples are 12 epochs). arith and graph-hop (3x longer sequences) get fewer steps so that
