@@ -49,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--length-penalty", default="none")
+    ap.add_argument("--results", default="results", help="results file name (beside this script), without suffix")
     args = ap.parse_args(argv)
     test = read_records(args.data / "test.jsonl")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -78,9 +79,9 @@ def main(argv=None):
     command = "python benchmarks/colar_rl/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {"command": command, "speed": args.speed, "rl": rl_options, "seeds": seeds, "test_questions": len(test),
               "summary": summary, "runs": rows}
-    atomic_write_text(HERE / "results.json", json.dumps(result, indent=1) + "\n")
-    atomic_write_text(HERE / "results.md", markdown(result))
-    print((HERE / "results.md").read_text())
+    atomic_write_text(HERE / f"{args.results}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(HERE / f"{args.results}.md", markdown(result))
+    print((HERE / f"{args.results}.md").read_text())
 
 
 def markdown(r: dict) -> str:
