@@ -95,19 +95,20 @@ def test_resume_continues_with_the_same_losses(tmp_path, rs_dir):
         assert b[step] == pytest.approx(a[step], rel=1e-5), step
 
 
-def test_two_process_cpu_run_trains_and_saves(tmp_path, rs_dir):
+@pytest.mark.parametrize("method", ["cot", "colar", "codi"])  # codi: several forward passes and an unused head output
+def test_two_process_cpu_run_trains_and_saves(tmp_path, rs_dir, method):
     out = tmp_path / "ddp"
     # accelerate's --cpu alone starts one process unless MPI is set up; --multi_gpu starts torch.distributed
     # workers, which use gloo on a machine without GPUs.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ponder.cli", "train", "--method", "cot",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ponder.cli", "train", "--method", method,
            "--data", str(rs_dir), "--init", "tiny", "--out", str(out), "--max-steps", "4", "--batch-size", "8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = json.loads((out / "train_log.json").read_text())
     assert log["world_size"] == 2 and log["global_step"] == 4
-    assert load_model(out).settings.method == "cot"
+    assert load_model(out).settings.method == method
 
 
 def test_cli_end_to_end(tmp_path):

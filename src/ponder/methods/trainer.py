@@ -162,7 +162,7 @@ class CoTTrainer(Trainer):
         batch = self.make_batch(inputs, speed, c, stretch, gen)
         out = self.run_model(model, batch)
         losses = self.method_losses(batch, out)
-        loss = self.combine(losses)
+        loss = self.combine(losses) + _touch_latent_outputs(out)
         for k, v in {**losses, **self.extra_metrics(speed, c, losses)}.items():
             self._metrics.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
         return (loss, out) if return_outputs else loss
@@ -214,6 +214,14 @@ class CoTTrainer(Trainer):
         if self.ponder.latent_head is not None and saved.latent_head is not None:
             self.ponder.latent_head.load_state_dict(saved.latent_head.state_dict())
         self.ponder.settings = saved.settings
+
+
+def _touch_latent_outputs(out) -> torch.Tensor | float:
+    """0 x the latent head's outputs. Under DDP (find_unused_parameters) every forward output counts as
+    used, so a head output the loss ignores (the log-std under an MSE loss, CODI's projection) would leave
+    its parameters without gradients and stall the next step; a zero-weighted term gives them a zero one."""
+    outs = out if isinstance(out, tuple) else (out,)
+    return sum(0.0 * t.float().sum() for o in outs for t in (o.latent_mean, o.latent_log_std) if t is not None)
 
 
 def _new_token_ids(model) -> list[int]:
