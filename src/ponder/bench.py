@@ -53,13 +53,12 @@ BUDGETS = {
                 "codi": {"num_thoughts": 6}, "icot": {"remove_per_epoch": 1}}},
             "arith": {"data": {"difficulty": 3}, "train": {
                 "cot": {"max_steps": 1500, "lr": 1e-3}, "nocot": {"max_steps": 1500, "lr": 1e-3},
-                **{m: {"max_steps": 600} for m in ("colar", "coconut", "codi", "icot")},
+                "colar": {"max_steps": 600},
                 "coconut": {"max_steps": 600, "max_stage": 3, "thoughts_per_step": 2, "epochs_per_stage": 1.2},
                 "codi": {"max_steps": 600, "num_thoughts": 6}, "icot": {"max_steps": 600, "remove_per_epoch": 5},
                 "colar-rl": {"max_steps": 60}}},
             "graph-hop": {"data": {"difficulty": 3}, "train": {
                 "cot": {"max_steps": 800, "lr": 1e-3}, "nocot": {"max_steps": 800, "lr": 1e-3},
-                **{m: {"max_steps": 600} for m in ("colar", "icot")},
                 "colar": {"max_steps": 600, "max_compression": 3},
                 "coconut": {"max_steps": 600, "max_stage": 3, "thoughts_per_step": 1, "epochs_per_stage": 1.2},
                 "codi": {"max_steps": 600, "num_thoughts": 3}, "icot": {"max_steps": 600, "remove_per_epoch": 1},

@@ -64,10 +64,7 @@ class CoLaRRLConfig(CoTConfig):
 
     def __post_init__(self):
         self.method = "colar-rl"
-        try:
-            self.speed_list = [s.strip() for s in str(self.speeds).split(",") if s.strip()]
-        except AttributeError:
-            self.speed_list = []
+        self.speed_list = [s.strip() for s in str(self.speeds).split(",") if s.strip()]
         if not self.speed_list:
             raise PonderError(f"--speeds must list thinking speeds, e.g. 2 or 1,2,5; got '{self.speeds}'")
         if self.group_size < 2:
@@ -102,7 +99,14 @@ def parse_length_penalty(text) -> str | float | None:
 # -- the pieces of GRPO, each a pure function ---------------------------------------------------------
 def rewards_for(answers: list[str], references: list[str], steps: list[int], shaping=None) -> torch.Tensor:
     """Correctness (the evaluation's checker; malformed answers score 0), shaped by the latent chain length."""
-    correct = torch.tensor([float(answers_match(a, r)) for a, r in zip(answers, references)])
+    return shape_rewards(correctness(answers, references), steps, shaping)
+
+
+def correctness(answers: list[str], references: list[str]) -> torch.Tensor:
+    return torch.tensor([float(answers_match(a, r)) for a, r in zip(answers, references)])
+
+
+def shape_rewards(correct: torch.Tensor, steps: list[int], shaping=None) -> torch.Tensor:
     n = torch.tensor(steps, dtype=torch.float)
     if shaping == "per-step":
         return correct / n.clamp(min=1)
@@ -226,8 +230,8 @@ class CoLaRRLTrainer(CoTTrainer):
         model.train(was_training)
         steps = [g.reasoning_length for g in gens]
         refs = [records[i].answer for i, _ in rows]
-        rewards = rewards_for([g.answer for g in gens], refs, steps, a.length_shaping)
-        correct = rewards_for([g.answer for g in gens], refs, steps)
+        correct = correctness([g.answer for g in gens], refs)
+        rewards = shape_rewards(correct, steps, a.length_shaping)
         stretch = lambda s: s if (model.settings.latent_positions == "stretched" and s != "auto") else 1  # noqa: E731
         d = model.lm.get_input_embeddings().weight.shape[1]
         laid = layout_rollout(
@@ -267,8 +271,7 @@ class CoLaRRLTrainer(CoTTrainer):
     # -- the loss ----------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         a = self.args
-        self._generator()  # advances the (step, micro-batch) counter
-        micro = self._micro[1]
+        micro = self._next_micro()
         if self.state.global_step % a.num_iterations == 0 or micro not in self._buffer:
             self._buffer[micro] = self.rollout(inputs["records"], micro)
             stats = self._rollout_stats

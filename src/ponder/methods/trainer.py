@@ -143,12 +143,17 @@ class CoTTrainer(Trainer):
         """(c, position stretch) for a speed marker."""
         return 1, 1
 
-    def _generator(self) -> torch.Generator:
-        """Randomness keyed by (seed, step, micro-batch), so a resumed run draws what the original drew."""
+    def _next_micro(self) -> int:
+        """The index of this micro-batch within the optimizer step (0, 1, ... under gradient accumulation)."""
         step = self.state.global_step
         micro = self._micro[1] + 1 if self._micro[0] == step else 0
         self._micro = (step, micro)
-        return torch.Generator().manual_seed((self.args.seed * 1_000_003 + step) * 64 + micro)
+        return micro
+
+    def _generator(self) -> torch.Generator:
+        """Randomness keyed by (seed, step, micro-batch), so a resumed run draws what the original drew."""
+        micro = self._next_micro()
+        return torch.Generator().manual_seed((self.args.seed * 1_000_003 + self.state.global_step) * 64 + micro)
 
     def method_losses(self, batch, out) -> dict[str, torch.Tensor]:
         logits = out.logits.float()
