@@ -156,6 +156,19 @@ def test_untrained_model_stops_exactly_at_max_latent_steps(rs_records):
     assert [g.reasoning_length for g in gens] == [5, 5, 5]
 
 
+def test_latent_head_runs_only_where_a_latent_may_follow(rs_records):
+    # Prefill + each latent step may be followed by a latent; </think> and answer tokens never are, so a
+    # latent step costs what a token step costs (benchmarks/colar_latency).
+    m = tiny_model(rs_records["train"], method="colar")
+    m.add_latent_head()
+    m.settings.max_compression = 2
+    calls = []
+    m.latent_head.register_forward_hook(lambda *_: calls.append(1))
+    gens = Decoder(m, max_latent_steps=4, max_new_tokens=3).generate([rs_records["test"][0].question], speed=2)
+    assert gens[0].reasoning_length == 4 and len(gens[0].token_ids) == 3
+    assert len(calls) == 1 + 4
+
+
 def test_sampled_latents_are_reproducible_and_differ_from_the_mean(colar_dir, rs_dir):
     m = load_model(colar_dir[0])
     qs = _questions(rs_dir, 2)

@@ -89,16 +89,17 @@ class Decoder:
         self.cache = DynamicCache() if self.use_cache else None
         self.mask = self.embeds = self.positions = self.hidden = None
 
-    def _step(self, embeds, mask, positions):
+    def _step(self, embeds, mask, positions, latent: bool = True):
+        """``latent=False``: the next input is a token, so the latent head is not run."""
         cat = lambda a, b: b if a is None else torch.cat([a, b], 1)  # noqa: E731
         self.mask = cat(self.mask, mask)
         if self.use_cache:
             out = self.model(inputs_embeds=embeds, attention_mask=self.mask, position_ids=positions,
-                             past_key_values=self.cache, use_cache=True, last_only=True)
+                             past_key_values=self.cache, use_cache=True, last_only=True, latent=latent)
         else:
             self.embeds, self.positions = cat(self.embeds, embeds), cat(self.positions, positions)
             out = self.model(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
-                             last_only=True)
+                             last_only=True, latent=latent)
         last = lambda t: None if t is None else t[:, -1]  # noqa: E731
         self.hidden = last(out.hidden)  # the last-layer hidden state: a continuous thought's source
         return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
@@ -160,13 +161,13 @@ class Decoder:
                 latents.append(x.float())
                 top_ids.append(logits.topk(3, -1).indices)
                 last_pos = last_pos + 1
-                logits, _, _ = self._step(x[:, None].to(dtype), ones, last_pos[:, None])
+                logits, _, _ = self._step(x[:, None].to(dtype), ones, last_pos[:, None], latent=False)
                 steps += 1
 
         if st.reasoning in ("latent", "thoughts"):
             # Every row now ends its thinking (rows that hit max_latent_steps are made to).
             end = torch.full((B, 1), think_end, device=device)
-            logits, _, _ = self._step(model.embed(end), torch.ones_like(end), last_pos[:, None] + 1)
+            logits, _, _ = self._step(model.embed(end), torch.ones_like(end), last_pos[:, None] + 1, latent=False)
             last_pos = last_pos + 1
 
         out_ids = []
@@ -178,7 +179,8 @@ class Decoder:
             if done.all():
                 break
             last_pos = last_pos + (~was_done).long()
-            logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], last_pos[:, None])
+            logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], last_pos[:, None],
+                                      latent=False)
         _sync(device)
         wall = time.perf_counter() - t0
 

@@ -117,10 +117,12 @@ class PonderModel(nn.Module):
         return self.lm.get_input_embeddings()(input_ids)
 
     def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None,
-                past_key_values=None, use_cache=False, last_only: bool = False, all_hidden: bool = False) -> PonderOutput:
+                past_key_values=None, use_cache=False, last_only: bool = False, all_hidden: bool = False,
+                latent: bool = True) -> PonderOutput:
         """``last_only``: logits and latent head for the last position only (decoding: with a 100k-token
         vocabulary, the prefill's logits for every prompt position would cost more than the model).
-        ``all_hidden``: also return every layer's hidden states (CODI's distillation)."""
+        ``all_hidden``: also return every layer's hidden states (CODI's distillation).
+        ``latent=False`` skips the latent head (decoding the answer needs no next latent)."""
         # The latent head runs inside forward so that DDP sees every trained parameter used in it.
         cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
         keep = {"logits_to_keep": 1} if last_only else {}
@@ -128,7 +130,7 @@ class PonderModel(nn.Module):
                       position_ids=position_ids, use_cache=use_cache, output_hidden_states=True, **cache_kw, **keep)
         hidden = out.hidden_states[-1][:, -1:] if last_only else out.hidden_states[-1]
         mean = log_std = None
-        if self.latent_head is not None:
+        if self.latent_head is not None and latent:
             mean, log_std = self.latent_head(hidden)
         return PonderOutput(out.logits, hidden, mean, log_std, tuple(out.hidden_states[1:]) if all_hidden else None)
 
