@@ -15,14 +15,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from ponder.data.records import atomic_write_text, read_records
+from ponder.bench import run_method
+from ponder.data.records import atomic_write_text
 from ponder.data.tasks import make_splits, write_splits
-from ponder.evaluation.evaluate import evaluate, read_report, write_report
 from ponder.evaluation.plot import plot_tradeoff
-from ponder.methods.train import train
 
 HERE = Path(__file__).parent
 
@@ -31,29 +29,16 @@ HERE = Path(__file__).parent
 # at difficulty 3, to fit the CPU budget of one session (2 cores).
 TASKS = {
     "running-sum": {"data": {"n_train": 4000, "n_val": 100, "n_test": 300, "difficulty": 6},
-                    "cot": {"max_steps": 1200, "lr": 5e-4}, "colar": {"max_steps": 3000, "lr": 1e-3},
+                    "cot": {"max_steps": 1200, "lr": 5e-4},
+                    "colar": {"max_steps": 6000, "lr": 1e-3, "latent_loss": "nll"},
                     "speeds": [1, 2, 3, 4], "positions": ["stretched", "contiguous"]},
     "arith": {"data": {"n_train": 4000, "n_val": 100, "n_test": 300, "difficulty": 3},
-              "cot": {"max_steps": 1500, "lr": 1e-3}, "colar": {"max_steps": 1500, "lr": 1e-3},
+              "cot": {"max_steps": 1500, "lr": 1e-3}, "colar": {"max_steps": 3000, "lr": 1e-3, "latent_loss": "nll"},
               "speeds": [1, 2, 3, 4, 5], "positions": ["stretched"]},
 }
 
 
 REUSE_ONLY = False  # --reuse-only: aggregate the finished runs, train nothing
-
-
-def run_one(work: Path, name: str, fn):
-    """Train + evaluate once; reuse the report if it already exists."""
-    report_path = work / f"{name}.json"
-    if report_path.exists():
-        return read_report(report_path)
-    if REUSE_ONLY:
-        return {"settings": {}, "results": []}
-    t0 = time.perf_counter()
-    report = fn()
-    report["settings"]["train_seconds"] = round(time.perf_counter() - t0, 1)
-    write_report(report, report_path)
-    return report
 
 
 def bench_task(task: str, seed: int, work: Path, modes: list[str] | None = None) -> list[dict]:
@@ -62,34 +47,20 @@ def bench_task(task: str, seed: int, work: Path, modes: list[str] | None = None)
     data = work / "data"
     if not (data / "test.jsonl").exists():
         write_splits(make_splits(task, seed=seed, **spec["data"]), data)
-    test = read_records(data / "test.jsonl")
-    common = {"batch_size": 32, "seed": seed, "save_steps": 10**9, "logging_steps": 50}
+    common = {"batch_size": 32, "logging_steps": 50}
+    runs = [("cot", "cot", "tiny", spec["cot"], None), ("nocot", "nocot", "tiny", spec["cot"], None)]
+    runs += [("colar", f"colar_{p}", str(work / "cot"),
+              {**spec["colar"], "max_compression": max(spec["speeds"]), "latent_positions": p}, p)
+             for p in modes or spec["positions"]]
     rows = []
-
-    def cot():
-        model, _ = train("cot", data, "tiny", work / "cot", **common, **spec["cot"])
-        return evaluate(model, test, model_path=str(work / "cot"))
-
-    rows += _tag(run_one(work, "eval_cot", cot), task, seed, None)
-
-    def nocot():
-        model, _ = train("nocot", data, "tiny", work / "nocot", **common, **spec["cot"])
-        return evaluate(model, test, model_path=str(work / "nocot"))
-
-    rows += _tag(run_one(work, "eval_nocot", nocot), task, seed, None)
-
-    for positions in modes or spec["positions"]:
-        out = work / f"colar_{positions}"
-
-        def colar(out=out, positions=positions):
-            model, trainer = train("colar", data, str(work / "cot"), out, **common, **spec["colar"],
-                                   max_compression=max(spec["speeds"]), latent_positions=positions)
-            report = evaluate(model, test, speeds=spec["speeds"], model_path=str(out))
-            report["settings"]["latent_loss_by_c"] = _latent_loss_by_c(trainer.state.log_history)
-            return report
-
-        report = run_one(work, f"eval_colar_{positions}", colar)
-        rows += _tag(report, task, seed, positions, report["settings"].get("latent_loss_by_c"))
+    for method, name, init, options, positions in runs:
+        report_path = work / f"eval_{name}.json"
+        if REUSE_ONLY and not report_path.exists():
+            continue
+        report = run_method(method, data, init, work / name, report_path, data / "test.jsonl", {**common, **options}, seed)
+        latent = _latent_loss_by_c(json.loads((work / name / "train_log.json").read_text())["log_history"]) \
+            if method == "colar" else None
+        rows += _tag(report, task, seed, positions, latent)
     return rows
 
 

@@ -7,7 +7,9 @@ of c (``compression.py``) and the model learns two things at once (``batch.py`` 
 
 * the LM loss: at each latent slot, a token drawn from the *next* group (so the LM keeps reading the
   reasoning through the compressed inputs) and ``</think>`` after the last one, then the answer;
-* the latent head loss: the next compressed embedding, in units of the embedding std (MSE or Gaussian NLL).
+* the latent head loss: the next compressed embedding, in units of the embedding std: the Gaussian's NLL by
+  default (its 1/std^2 weighting sharpens the mean where the head is sure, and RL needs a trained std),
+  or MSE on the mean.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class CoLaRConfig(CoTConfig):
     compressions: str | None = field(default=None, metadata={"help": "Comma list of c values, instead of 1..max."})
     auto_prob: float = field(default=0.0, metadata={"help": "Probability that the marker says 'auto' instead of c."})
     compression: str = field(default="sum", metadata={"help": "'sum' (sum / sqrt(count), the paper) or 'mean'."})
-    latent_loss: str = field(default="mse", metadata={"help": "'mse' on the mean, or 'nll' of the Gaussian."})
+    latent_loss: str = field(default="nll", metadata={
+        "help": "'nll' of the Gaussian (trains the std that RL samples with, and weighs each dimension by it), "
+                "or 'mse' on the mean only (the std stays untrained)."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the LM's next-token loss."})
     latent_weight: float = field(default=1.0, metadata={"help": "Weight of the latent head loss."})
     latent_positions: str = field(default="stretched", metadata={
