@@ -2,6 +2,8 @@
 
 Because the latent head is a Gaussian, a CoLaR model can explore: sampled at temperature tau, the same
 question yields different latent chains, some of which reach the right answer, some in fewer steps.
+Exploration is only as good as that Gaussian's std: start from a model trained with the NLL latent loss
+(the default); MSE leaves the std at its initial value, the same in every dimension.
 Per optimizer step, for each question:
 
 1. **rollout**: ``group_size`` samples through the shared batched, cached decoder (latents sampled at
