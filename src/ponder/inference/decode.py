@@ -89,8 +89,8 @@ class Decoder:
         self.cache = DynamicCache() if self.use_cache else None
         self.mask = self.embeds = self.positions = self.hidden = None
 
-    def _step(self, embeds, mask, positions, latent: bool = True):
-        """``latent=False``: the next input is a token, so the latent head is not run."""
+    def _step(self, embeds, mask, positions, latent: bool):
+        """``latent``: run the latent head (only when the next input may be a CoLaR latent)."""
         cat = lambda a, b: b if a is None else torch.cat([a, b], 1)  # noqa: E731
         self.mask = cat(self.mask, mask)
         if self.use_cache:
@@ -127,7 +127,7 @@ class Decoder:
         ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)
         mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits, mean, log_std = self._step(model.embed(ids), mask, positions)
+        logits, mean, log_std = self._step(model.embed(ids), mask, positions, latent=st.reasoning == "latent")
         last_pos = positions[:, -1]  # the position of the last token fed (see methods/batch.py for the layout)
         steps = torch.zeros(B, dtype=torch.long, device=device)
         latents, top_ids = [], []
@@ -149,7 +149,7 @@ class Decoder:
                 latents.append(torch.where(active[:, None], z, torch.nan))
                 top_ids.append(logits.topk(3, -1).indices)
                 pos = torch.where(active, last_pos + stretch, last_pos)
-                logits, mean, log_std = self._step(x, active.long()[:, None], pos[:, None])
+                logits, mean, log_std = self._step(x, active.long()[:, None], pos[:, None], latent=True)
                 steps += active.long()
                 last_pos = pos
         elif st.reasoning == "thoughts":
