@@ -1,13 +1,14 @@
 """CoLaR-RL: does GRPO on the latent chains make an SFT CoLaR model more accurate or shorter?
 
     python benchmarks/colar_rl/run.py --sft runs/tradeoff/arith/seed0/colar_stretched \
-        --data runs/tradeoff/arith/seed0/data --speed 2 --seeds 0,1,2 --work runs/colar_rl
+        --data runs/tradeoff/arith/seed0/data --speed 2 --seeds 0,1,2 --work runs/colar_rl_nll \
+        --steps 100 --lr 2e-5 --tau 1.0 --length-penalty per-step --results arith-c2-nll
 
-``--sft`` is a CoLaR model clearly below CoT (the arith model of ``benchmarks/colar_tradeoff``: 24.3% at
-c = 2 against CoT's 69.3%; make it with that benchmark's command). For each seed, RL continues from it at
-the same speed; the SFT model and every RL model are evaluated on the same test questions, greedy
-(latent tau = 0, what a user runs) and sampled at the rollout temperature (what RL optimises). Results
-(mean and spread over seeds, accuracy and mean latent steps) go to ``results.json`` / ``results.md``
+``--sft`` is a CoLaR model clearly below CoT (the seed-0 arith model of ``benchmarks/colar_tradeoff``:
+27.7% at c = 2 against CoT's 69.3%; make it with that benchmark's command). For each seed, RL continues
+from it at the same speed; the SFT model and every RL model are evaluated on the same test questions,
+greedy (latent tau = 0, what a user runs) and sampled at the rollout temperature (what RL optimises).
+Results (mean and spread over seeds, accuracy and mean latent steps) go to ``<--results>.json`` / ``.md``
 beside this script. Finished runs in ``--work`` are reused.
 """
 
