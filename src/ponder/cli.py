@@ -102,6 +102,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints"),
     lora_r: int = typer.Option(0, "--lora-r", help="LoRA rank (needs peft); 0 = full fine-tuning"),
+    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA scaling numerator (alpha / r)"),
     max_length: int = typer.Option(1024, "--max-length"),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Default: on when a bf16 GPU is present"),
     fmt: Optional[str] = typer.Option(None, "--format", help="Data format (default: detect)"),
@@ -124,6 +125,8 @@ def train(
     latent_policy: bool = typer.Option(True, "--latent-policy/--no-latent-policy", help="CoLaR-RL: train the latent log-probs"),
     answer_policy: bool = typer.Option(True, "--answer-policy/--no-answer-policy", help="CoLaR-RL: train the answer log-probs"),
     num_iterations: int = typer.Option(1, "--num-iterations", help="CoLaR-RL: updates per rollout batch"),
+    stop_policy: bool = typer.Option(True, "--stop-policy/--no-stop-policy", help="CoLaR-RL: sample and reinforce the "
+                                     "end of thinking (off: it ends where </think> is the top token)"),
     max_latent_steps: int = typer.Option(64, "--max-latent-steps", help="CoLaR-RL: rollout thinking limit"),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="CoLaR-RL: rollout answer limit"),
     thoughts_per_step: int = typer.Option(1, "--thoughts-per-step", help="Coconut: continuous thoughts per replaced step"),
