@@ -6,7 +6,8 @@ Per task and seed: make the data; train a tiny CoT model and a tiny No-CoT model
 train CoLaR on top of the CoT model (stretched and, on running-sum, contiguous positions); evaluate all
 on the test split (CoLaR at c = 1..C). Results (mean and spread over seeds, per-c latent-loss check,
 train times) go to ``results.json`` and ``results.md`` beside this script, plots to ``<task>.png``.
-Finished runs in ``--work`` are reused (delete the folder to start over).
+Finished runs in ``--work`` are reused (delete the folder to start over). Rows of tasks not in ``--tasks``
+are kept from the existing ``results.json``, each task with the command that made it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ HERE = Path(__file__).parent
 TASKS = {
     "running-sum": {"data": {"n_train": 4000, "n_val": 100, "n_test": 300, "difficulty": 6},
                     "cot": {"max_steps": 1200, "lr": 5e-4},
-                    "colar": {"max_steps": 6000, "lr": 1e-3, "latent_loss": "nll"},
+                    "colar": {"max_steps": 10000, "lr": 1e-3, "latent_loss": "nll"},
                     "speeds": [1, 2, 3, 4], "positions": ["stretched", "contiguous"]},
     "arith": {"data": {"n_train": 4000, "n_val": 100, "n_test": 300, "difficulty": 3},
               "cot": {"max_steps": 1500, "lr": 1e-3}, "colar": {"max_steps": 3000, "lr": 1e-3, "latent_loss": "nll"},
@@ -104,8 +105,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(agg: list[dict], rows: list[dict], command: str) -> str:
-    lines = ["# CoLaR trade-off benchmark", "", f"Command: `{command}`", "",
+def markdown(agg: list[dict], rows: list[dict], commands: dict[str, str]) -> str:
+    lines = ["# CoLaR trade-off benchmark", "", "Commands:", "", *[f"- {t}: `{c}`" for t, c in commands.items()], "",
              "Tiny Llama (4 layers, d = 128, about 1M parameters) from scratch per task and seed; CoLaR continues "
              "from the CoT model (its budget comes on top of CoT's); No-CoT gets CoT's budget; batch 32; budgets in `config` of "
              "results.json. Final checkpoints (cosine LR decay). Accuracy is the mean over seeds with [min, max]; reasoning length "
@@ -142,14 +143,20 @@ def main(argv=None):
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        sys.exit(f"error: --tasks: unknown task(s) {', '.join(unknown)} (choose from {', '.join(TASKS)})")
-    rows = [r for task in tasks for seed in seeds for r in bench_task(task, seed, Path(args.work), positions)]
-    agg = aggregate(rows)
+        ap.error(f"--tasks: unknown task(s) {', '.join(unknown)} (choose from {', '.join(TASKS)})")
     out = Path(args.out)
     command = "python benchmarks/colar_tradeoff/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    atomic_write_text(out / "results.json", json.dumps({"command": command, "config": TASKS, "rows": rows,
+    old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    commands = {t: c for t, c in old.get("commands", {}).items() if t not in tasks} | {t: command for t in tasks}
+    config = {t: c for t, c in old.get("config", {}).items() if t not in tasks} | {t: TASKS[t] for t in tasks}
+    rows = [r for r in old.get("rows", []) if r["task"] not in tasks]
+    rows += [r for task in tasks for seed in seeds for r in bench_task(task, seed, Path(args.work), positions)]
+    rows.sort(key=lambda r: list(TASKS).index(r["task"]))  # stable: seeds and methods keep their order
+    commands = {t: commands[t] for t in TASKS if t in commands}
+    agg = aggregate(rows)
+    atomic_write_text(out / "results.json", json.dumps({"commands": commands, "config": config, "rows": rows,
                                                          "aggregate": agg}, indent=1) + "\n")
-    atomic_write_text(out / "results.md", markdown(agg, rows, command))
+    atomic_write_text(out / "results.md", markdown(agg, rows, commands))
     for task in tasks:
         plot_tradeoff([r for r in agg if r["task"] == task], out / f"{task}.png", title=f"{task}: accuracy vs reasoning length")
     print((out / "results.md").read_text())
