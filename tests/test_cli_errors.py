@@ -172,6 +172,15 @@ def test_train_bogus_method(capsys, tmp_path, tiny_data):
     assert not out_dir.exists()
 
 
+def test_train_bad_compression(capsys, tmp_path, tiny_data):
+    out_dir = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--method", "colar", "--data", tiny_data, "--init", "tiny",
+                             "--out", out_dir, "--compression", "zip")
+    line = assert_one_line_error(code, err, "--compression")
+    assert line == "error: --compression must be one of sum, mean, ordered, got 'zip'"
+    assert not out_dir.exists()
+
+
 def test_train_bad_data_line(capsys, tmp_path, bad_line_2):
     code, out, err = run_cli(capsys, "train", "--method", "cot", "--data", bad_line_2, "--init", "tiny",
                              "--out", tmp_path / "run")

@@ -41,7 +41,24 @@ def test_compress_mean_and_group_larger_than_row():
     assert torch.allclose(out[..., 0], torch.tensor([[2.0, 4.5], [15.0, 0.0], [0.0, 0.0]]))
 
 
-@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_compress_ordered_by_hand_keeps_the_order_a_sum_loses():
+    e, lengths = _ragged()
+    out, groups = compress(e, lengths, c=2, mode="ordered")
+    assert groups.tolist() == [3, 1, 0]
+    n2 = (1 + 1.5 ** 2) ** 0.5  # weights (1, 3/2) scaled to unit norm
+    expected = torch.tensor([[(1 + 3) / n2, (3 + 6) / n2, 5.0], [(10 + 30) / n2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(out[..., 0], expected)  # padding never enters; a 1-token group is its token
+    out3, _ = compress(e, lengths, c=3, mode="ordered")  # weights (1, 4/3, 5/3), then (1, 3/2)
+    w = torch.tensor([1, 4 / 3, 5 / 3])
+    assert torch.allclose(out3[0, :, 0], torch.tensor([(w * torch.tensor([1.0, 2, 3])).sum() / w.norm(), (4 + 7.5) / n2]))
+    pair = torch.randn(1, 2, 8)
+    swapped = pair.flip(1)
+    two = torch.tensor([2])
+    assert torch.allclose(compress(pair, two, 2, "sum")[0], compress(swapped, two, 2, "sum")[0])
+    assert not torch.allclose(compress(pair, two, 2, "ordered")[0], compress(swapped, two, 2, "ordered")[0])
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "ordered"])
 def test_compress_c1_is_identity(mode):
     e = torch.randn(3, 6, 4)
     lengths = torch.tensor([6, 3, 1])
@@ -87,6 +104,20 @@ def test_stretched_positions_and_labels_in_the_batch(rs_records):
     assert torch.allclose(b["inputs_embeds"][0, P], (emb[0] + emb[1]) / 2 ** 0.5, atol=1e-6)
     assert b["latent_mask"][0].nonzero().flatten().tolist() == [P - 1, P]  # predicts groups 0 and 1
     assert torch.allclose(b["latent_targets"][0, P], (emb[2] + emb[3]) / 2 ** 0.5, atol=1e-6)
+
+
+def test_ordered_compression_reaches_the_batch_inputs_and_targets(rs_records):
+    model = tiny_model(rs_records["train"], method="colar")
+    model.add_latent_head()
+    tok, lay = model.tokenizer, model.settings.layout
+    r = rs_records["train"][0]
+    pieces = Pieces([lay.question_ids(tok, r.question)], [lay.reasoning_ids(tok, r.steps)], [lay.answer_ids(tok, r.answer)])
+    b = build_batch(model, pieces, lay.speed_ids(tok, 2), tok.convert_tokens_to_ids(THINK_START), c=2, mode="ordered")
+    P = len(lay.prompt_ids(tok, r.question, 2))
+    emb = model.embed(torch.tensor([pieces.reasoning[0]]))[0]
+    n2 = (1 + 1.5 ** 2) ** 0.5
+    assert torch.allclose(b["inputs_embeds"][0, P], (emb[0] + 1.5 * emb[1]) / n2, atol=1e-6)
+    assert torch.allclose(b["latent_targets"][0, P], (emb[2] + 1.5 * emb[3]) / n2, atol=1e-6)
 
 
 # -- a trained tiny CoLaR model ------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def train(
     max_compression: int = typer.Option(5, "--max-compression", help="CoLaR: c drawn from 1..this"),
     compressions: Optional[str] = typer.Option(None, "--compressions", help="CoLaR: explicit list, e.g. 1,2,5"),
     auto_prob: float = typer.Option(0.0, "--auto-prob", help="CoLaR: probability of the 'auto' speed marker"),
-    compression: str = typer.Option("sum", "--compression", help="CoLaR: sum (/sqrt count) or mean"),
+    compression: str = typer.Option("sum", "--compression", help="CoLaR: sum (/sqrt count, the paper), mean, or ordered (weights rising over the group: keeps the order)"),
     latent_loss: str = typer.Option("nll", "--latent-loss", help="CoLaR: nll (Gaussian) or mse (mean only)"),
     ce_weight: float = typer.Option(1.0, "--ce-weight"),
     latent_weight: float = typer.Option(1.0, "--latent-weight"),

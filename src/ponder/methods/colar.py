@@ -43,7 +43,9 @@ class CoLaRConfig(CoTConfig):
     max_compression: int = field(default=5, metadata={"help": "c is drawn from 1..max_compression per step."})
     compressions: str | None = field(default=None, metadata={"help": "Comma list of c values, instead of 1..max."})
     auto_prob: float = field(default=0.0, metadata={"help": "Probability that the marker says 'auto' instead of c."})
-    compression: str = field(default="sum", metadata={"help": "'sum' (sum / sqrt(count), the paper) or 'mean'."})
+    compression: str = field(default="sum", metadata={
+        "help": "'sum' (sum / sqrt(count), the paper), 'mean', or 'ordered' (weights (n + j) / n over the group, "
+                "so the order inside a group survives; see compression.py)."})
     latent_loss: str = field(default="nll", metadata={
         "help": "'nll' of the Gaussian (trains the std that RL samples with, and weighs each dimension by it), "
                 "or 'mse' on the mean only (the std stays untrained)."})

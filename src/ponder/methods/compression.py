@@ -4,13 +4,21 @@ Groups never straddle the end of a row's reasoning and padding never enters a gr
 length L gives ceil(L / c) groups and its last group may hold fewer than c tokens. ``sum`` scales by
 1/sqrt(real tokens in the group), which keeps the norm of a sum of roughly independent embeddings at
 the norm of one embedding (the paper's choice); ``mean`` divides by the count. c = 1 is the identity.
+
+A sum forgets the order inside its group: e(a) + e(b) = e(b) + e(a). Where the reasoning cannot tell
+the order apart from context (running sums mod 10: when a group's second digit adds 5, the pair
+{x, x + 5} fits both orders), the latent chain then picks up the wrong state half the time. ``ordered``
+weights the j-th of n real tokens by (n + j) / n (from 1 up to almost 2), scaled to the norm of one
+embedding like ``sum``: the later, newer token weighs more, so the order survives the compression, while
+every token keeps at least half the weight of any other (a steeper ramp, (j + 1) / n, starved the early
+tokens: on running-sum it lost c = 4 altogether, benchmarks/colar_tradeoff).
 """
 
 from __future__ import annotations
 
 import torch
 
-MODES = ("sum", "mean")
+MODES = ("sum", "mean", "ordered")
 
 
 def compress(embeds: torch.Tensor, lengths: torch.Tensor, c: int, mode: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,10 +36,16 @@ def compress(embeds: torch.Tensor, lengths: torch.Tensor, c: int, mode: str = "s
     if embeds.shape[1] < G * c:
         embeds = torch.nn.functional.pad(embeds, (0, 0, 0, G * c - embeds.shape[1]))
     real = torch.arange(G * c, device=embeds.device)[None, :] < lengths[:, None]  # (B, G*c)
-    summed = (embeds * real[..., None].to(embeds.dtype)).view(B, G, c, d).sum(2)
-    counts = real.view(B, G, c).sum(2)  # (B, G)
-    scale = counts.clamp(min=1).to(embeds.dtype)
-    scale = scale.sqrt() if mode == "sum" else scale
+    weights = real.to(embeds.dtype).view(B, G, c)
+    counts = weights.sum(2)  # (B, G) real tokens per group
+    if mode == "ordered":
+        n = counts.clamp(min=1)[..., None]
+        weights = (n + weights.cumsum(2) - 1) * weights / n  # (n + j) / n on real tokens, 0 on padding
+    summed = (embeds.reshape(B, G, c, d) * weights[..., None]).sum(2)
+    if mode == "mean":
+        scale = counts.clamp(min=1)
+    else:  # sum, ordered: the norm of one embedding, as for roughly independent embeddings
+        scale = weights.pow(2).sum(2).sqrt().clamp(min=1e-12) if mode == "ordered" else counts.clamp(min=1).sqrt()
     out = summed / scale[..., None]
     groups = -(-lengths // c)
     return out, groups
