@@ -23,6 +23,8 @@ from pathlib import Path
 from ponder.bench import run_method
 from ponder.data.records import atomic_write_text
 from ponder.data.tasks import make_splits, write_splits
+from ponder.methods.colar import POSITION_MODES
+from ponder.methods.compression import MODES
 from ponder.evaluation.plot import plot_tradeoff
 
 HERE = Path(__file__).parent
@@ -201,6 +203,9 @@ def main(argv=None):
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         ap.error(f"--tasks: unknown task(s) {', '.join(unknown)} (choose from {', '.join(TASKS)})")
+    for flag, given, allowed in (("--positions", positions, POSITION_MODES), ("--compressions", compressions, MODES)):
+        if given and set(given) - set(allowed):
+            ap.error(f"{flag}: unknown {', '.join(sorted(set(given) - set(allowed)))} (choose from {', '.join(allowed)})")
     out = Path(args.out)
     command = "python benchmarks/colar_tradeoff/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
