@@ -23,9 +23,9 @@ from pathlib import Path
 from ponder.bench import run_method
 from ponder.data.records import atomic_write_text
 from ponder.data.tasks import make_splits, write_splits
+from ponder.evaluation.plot import plot_tradeoff
 from ponder.methods.colar import POSITION_MODES
 from ponder.methods.compression import MODES
-from ponder.evaluation.plot import plot_tradeoff
 
 HERE = Path(__file__).parent
 
@@ -148,8 +148,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(agg: list[dict], rows: list[dict], commands: dict[str, str]) -> str:
-    lines = ["# CoLaR trade-off benchmark", "", "Commands:", "", *[f"- {t}: " + "; then ".join(f"`{c}`" for c in cs) for t, cs in commands.items()], "",
+def markdown(agg: list[dict], rows: list[dict], commands: dict[str, list[str]]) -> str:
+    listed = [f"- {t}: " + "; then ".join(f"`{c}`" for c in cs) for t, cs in commands.items()]
+    lines = ["# CoLaR trade-off benchmark", "", "Commands:", "", *listed, "",
              "Tiny Llama (4 layers, d = 128, about 1M parameters) from scratch per task and seed; CoLaR continues "
              "from the CoT model (its budget comes on top of CoT's); No-CoT gets CoT's budget; batch 32; budgets in `config` of "
              "results.json. Final checkpoints (cosine LR decay). Accuracy is the mean over seeds with [min, max]; reasoning length "

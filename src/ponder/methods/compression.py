@@ -42,10 +42,9 @@ def compress(embeds: torch.Tensor, lengths: torch.Tensor, c: int, mode: str = "s
         n = counts.clamp(min=1)[..., None]
         weights = (n + weights.cumsum(2) - 1) * weights / n  # (n + j) / n on real tokens, 0 on padding
     summed = (embeds.reshape(B, G, c, d) * weights[..., None]).sum(2)
-    if mode == "mean":
-        scale = counts.clamp(min=1)
-    else:  # sum, ordered: the norm of one embedding, as for roughly independent embeddings
-        scale = weights.pow(2).sum(2).sqrt().clamp(min=1e-12) if mode == "ordered" else counts.clamp(min=1).sqrt()
+    # sum, ordered: divide by the weights' norm (sqrt(count) for sum), the norm of one embedding for roughly
+    # independent embeddings. Every real token weighs >= 1, so clamping at 1 only touches empty groups.
+    scale = (counts if mode == "mean" else weights.pow(2).sum(2).sqrt()).clamp(min=1)
     out = summed / scale[..., None]
     groups = -(-lengths // c)
     return out, groups
