@@ -162,12 +162,24 @@ def test_rl_logs_its_metrics_and_a_kl_to_the_start(colar_dir, tmp_path):
     assert "reward" not in logs[1]  # ... and drew no new rollout
 
 
+def test_latent_logprob_mean_is_the_sum_over_the_embedding_size(colar_dir, tmp_path):
+    """The same seeded rollout, scored both ways: 'mean' is the exact log-density divided by d, action by action."""
+    kw = dict(stop_policy=False, max_latent_steps=4)
+    _, mean = _rl(colar_dir, tmp_path / "mean", latent_logprob="mean", **kw)
+    _, total = _rl(colar_dir, tmp_path / "sum", latent_logprob="sum", **kw)
+    a, b = mean._buffer[0], total._buffer[0]
+    assert torch.equal(a.latent_values, b.latent_values) and a.latent_at.sum() > 0
+    d = a.latent_values.shape[-1]
+    assert torch.allclose(a.old_latent_logp[a.latent_at] * d, b.old_latent_logp[b.latent_at], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("opts, match", [
     (dict(group_size=1), "--group-size"),
     (dict(latent_temperature=0.0), "--latent-temperature"),
     (dict(speeds="9"), "--speed"),
     (dict(speeds="fast"), "--speed"),
     (dict(latent_policy=False, answer_policy=False), "nothing to train"),
+    (dict(latent_logprob="max"), "--latent-logprob"),
 ])
 def test_bad_rl_options_are_clear_errors(colar_dir, tmp_path, opts, match):
     with pytest.raises(PonderError, match=match):

@@ -123,6 +123,8 @@ def train(
     clip_eps: float = typer.Option(0.2, "--clip-eps", help="CoLaR-RL: PPO clip range"),
     kl_coef: float = typer.Option(0.0, "--kl-coef", help="CoLaR-RL: KL to the frozen starting model"),
     latent_policy: bool = typer.Option(True, "--latent-policy/--no-latent-policy", help="CoLaR-RL: train the latent log-probs"),
+    latent_logprob: str = typer.Option("mean", "--latent-logprob", help="CoLaR-RL: a latent's log-density per "
+                                       "dimension (mean, as the paper's code) or summed (sum)"),
     answer_policy: bool = typer.Option(True, "--answer-policy/--no-answer-policy", help="CoLaR-RL: train the answer log-probs"),
     num_iterations: int = typer.Option(1, "--num-iterations", help="CoLaR-RL: updates per rollout batch"),
     stop_policy: bool = typer.Option(True, "--stop-policy/--no-stop-policy", help="CoLaR-RL: sample and reinforce the "

@@ -13,7 +13,8 @@ Per optimizer step, for each question:
 3. **advantage**: reward normalised within its group (a group whose rewards are all equal carries no
    signal: its advantage is 0, never NaN);
 4. **loss**: the rollout is re-encoded in one teacher-forced pass with gradients, giving the Gaussian
-   log-density of every sampled latent and the log-probability of every answer token; PPO's clipped
+   log-density of every sampled latent (by default its mean over the embedding's dimensions, so one latent
+   weighs about as much as one answer token) and the log-probability of every answer token; PPO's clipped
    ratio against the rollout-time log-probabilities, plus an optional KL to the frozen starting model.
 
 The end of thinking is an action too (``stop_policy``): in rollouts a chain ends with probability
@@ -56,6 +57,9 @@ class CoLaRRLConfig(CoTConfig):
     clip_eps: float = field(default=0.2, metadata={"help": "PPO clip range: the ratio is clipped to [1 - eps, 1 + eps]."})
     kl_coef: float = field(default=0.0, metadata={"help": "Weight of the KL to the frozen starting model (0: no reference copy)."})
     latent_policy: bool = field(default=True, metadata={"help": "Policy-gradient term on the latents' Gaussian log-densities."})
+    latent_logprob: str = field(default="mean", metadata={
+        "help": "A latent's log-density in the objective: 'mean' over its dimensions (as the paper's code) or the "
+                "exact 'sum'. The sum's score grows with the embedding size and swamps the answer tokens' signal."})
     answer_policy: bool = field(default=True, metadata={"help": "Policy-gradient term on the answer tokens' log-probabilities."})
     num_iterations: int = field(default=1, metadata={"help": "Optimizer steps per rollout batch (PPO epochs, mu)."})
     stop_policy: bool = field(default=True, metadata={
@@ -77,6 +81,8 @@ class CoLaRRLConfig(CoTConfig):
             raise PonderError(f"--answer-temperature must be >= 0, got {self.answer_temperature}")
         if self.clip_eps <= 0 or self.kl_coef < 0 or self.num_iterations < 1:
             raise PonderError("--clip-eps must be > 0, --kl-coef >= 0 and --num-iterations >= 1")
+        if self.latent_logprob not in ("mean", "sum"):
+            raise PonderError(f"--latent-logprob must be 'mean' or 'sum', got '{self.latent_logprob}'")
         if not (self.latent_policy or self.answer_policy):
             raise PonderError("--no-latent-policy and --no-answer-policy together leave nothing to train")
         self.length_shaping = parse_length_penalty(self.length_penalty)
@@ -259,6 +265,8 @@ class CoLaRRLTrainer(CoTTrainer):
         log_std = out.latent_log_std.float() + math.log(self.args.latent_temperature)
         mean = out.latent_mean.float()
         latent = LatentHead.log_prob(ro.latent_values.float(), mean, log_std)
+        if self.args.latent_logprob == "mean":
+            latent = latent / mean.shape[-1]
         logits = out.logits.float()
         if self.args.stop_policy:
             # One action per latent step: "go on" (1 - p(</think>)) and this latent; the chain's end: "stop".
@@ -294,7 +302,10 @@ class CoLaRRLTrainer(CoTTrainer):
         acting = torch.stack(masks).any(0)
         kl = torch.zeros((), device=per_action.device)
         if self.ref is not None:
-            kl_latent = torch.where(ro.latent_at, gaussian_kl(lp["mean"], lp["log_std"], ro.ref_mean, ro.ref_log_std), 0.0)
+            kl_latent = gaussian_kl(lp["mean"], lp["log_std"], ro.ref_mean, ro.ref_log_std)
+            if a.latent_logprob == "mean":  # in the same units as the policy term
+                kl_latent = kl_latent / lp["mean"].shape[-1]
+            kl_latent = torch.where(ro.latent_at, kl_latent, 0.0)
             diff = ro.ref_token_logp - lp["token"]  # k3 estimator of the token KL: unbiased and >= 0
             kl_token = torch.where(ro.token_at, diff.exp() - diff - 1, 0.0)
             kl_rows = (kl_latent + kl_token).sum(-1) / acting.sum(-1).clamp(min=1)
