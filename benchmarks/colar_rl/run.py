@@ -4,8 +4,9 @@
         --data runs/tradeoff/arith/seed0/data --speed 2 --seeds 0,1,2 --work runs/colar_rl_nll \
         --steps 100 --lr 2e-5 --tau 1.0 --length-penalty per-step --results arith-c2-nll
 
-``--sft`` is a CoLaR model clearly below CoT (the seed-0 arith model of ``benchmarks/colar_tradeoff``:
-27.7% at c = 2 against CoT's 69.3%; make it with that benchmark's command). For each seed, RL continues
+``--sft`` is a CoLaR model clearly below CoT: the seed-0 arith model of ``benchmarks/colar_tradeoff``
+(make it with that benchmark's command), or the same recipe trained for 10000 steps (the README's CoLaR-RL
+section gives the command and every SFT model's accuracy). For each seed, RL continues
 from it at the same speed; the SFT model and every RL model are evaluated on the same test questions,
 greedy (latent tau = 0, what a user runs) and sampled at the rollout temperature (what RL optimises).
 Results (mean and spread over seeds, accuracy and mean latent steps) go to ``<--results>.json`` / ``.md``
