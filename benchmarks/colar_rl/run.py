@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ponder.data.records import atomic_write_text, read_records
 from ponder.evaluation.evaluate import evaluate, read_report, write_report
+from ponder.methods.colar_rl import LATENT_LOGPROBS
 from ponder.methods.train import train
 from ponder.model.io import load_model
 
@@ -51,7 +52,7 @@ def main(argv=None):
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--length-penalty", default="none")
-    ap.add_argument("--latent-logprob", default="mean", choices=["mean", "sum"])
+    ap.add_argument("--latent-logprob", default="mean", choices=LATENT_LOGPROBS)
     ap.add_argument("--results", default="results", help="results file name (beside this script), without suffix")
     args = ap.parse_args(argv)
     test = read_records(args.data / "test.jsonl")

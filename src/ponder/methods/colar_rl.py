@@ -41,6 +41,9 @@ from ponder.methods.trainer import CoTConfig, CoTTrainer
 from ponder.model.latent_head import LatentHead
 from ponder.prompt import THINK_END
 
+# How a latent's Gaussian log-density enters the objective (CoLaRRLConfig.latent_logprob says why).
+LATENT_LOGPROBS = ("mean", "sum")
+
 
 @dataclass
 class CoLaRRLConfig(CoTConfig):
@@ -81,8 +84,8 @@ class CoLaRRLConfig(CoTConfig):
             raise PonderError(f"--answer-temperature must be >= 0, got {self.answer_temperature}")
         if self.clip_eps <= 0 or self.kl_coef < 0 or self.num_iterations < 1:
             raise PonderError("--clip-eps must be > 0, --kl-coef >= 0 and --num-iterations >= 1")
-        if self.latent_logprob not in ("mean", "sum"):
-            raise PonderError(f"--latent-logprob must be 'mean' or 'sum', got '{self.latent_logprob}'")
+        if self.latent_logprob not in LATENT_LOGPROBS:
+            raise PonderError(f"--latent-logprob must be one of {', '.join(LATENT_LOGPROBS)}, got '{self.latent_logprob}'")
         if not (self.latent_policy or self.answer_policy):
             raise PonderError("--no-latent-policy and --no-answer-policy together leave nothing to train")
         self.length_shaping = parse_length_penalty(self.length_penalty)
