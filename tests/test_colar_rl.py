@@ -173,6 +173,25 @@ def test_latent_logprob_mean_is_the_sum_over_the_embedding_size(colar_dir, tmp_p
     assert torch.allclose(a.old_latent_logp[a.latent_at] * d, b.old_latent_logp[b.latent_at], rtol=1e-5, atol=1e-4)
 
 
+def test_latent_kl_is_in_the_policy_terms_units(colar_dir, tmp_path):
+    """'mean' divides the latent KL by d like the log-density; the token KL is untouched (here exactly 0)."""
+    _, trainer = _rl(colar_dir, tmp_path / "kl", kl_coef=0.5, num_iterations=2, stop_policy=False, max_latent_steps=4)
+    ro = trainer._buffer[0]  # step 2 of 2 iterations re-uses this rollout
+    now = trainer._log_probs(trainer.model, ro)
+    # A reference whose Gaussian means sit 0.3 away and whose LM is the policy's: KL = 0.09 / (2 var) per dim.
+    ro.ref_mean, ro.ref_log_std, ro.ref_token_logp = now["mean"] + 0.3, now["log_std"], now["token"]
+    kl = {}
+    for mode in ("mean", "sum"):
+        trainer.args.latent_logprob = mode
+        trainer._micro = (-1, 0)  # both calls are micro-batch 0 of step 2, whose rollout is the buffer's
+        trainer.compute_loss(trainer.model, {"records": None})
+        kl[mode] = trainer._metrics["kl"][-1]
+    per_row = torch.where(ro.latent_at, (0.045 / (2 * now["log_std"]).exp()).sum(-1), 0.0).sum(-1)
+    expected = (per_row / (ro.latent_at | ro.token_at).sum(-1).clamp(min=1)).mean()
+    assert kl["sum"] == pytest.approx(float(expected), rel=1e-4) and kl["sum"] > 0
+    assert kl["mean"] * ro.latent_values.shape[-1] == pytest.approx(kl["sum"], rel=1e-5)
+
+
 @pytest.mark.parametrize("opts, match", [
     (dict(group_size=1), "--group-size"),
     (dict(latent_temperature=0.0), "--latent-temperature"),
