@@ -53,13 +53,15 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--length-penalty", default="none")
     ap.add_argument("--latent-logprob", default="mean", choices=LATENT_LOGPROBS)
+    ap.add_argument("--stop-policy", action=argparse.BooleanOptionalAction, default=True,
+                    help="sample and reinforce the end of thinking (off: chains end where </think> is the top token)")
     ap.add_argument("--results", default="results", help="results file name (beside this script), without suffix")
     args = ap.parse_args(argv)
     test = read_records(args.data / "test.jsonl")
     seeds = [int(s) for s in args.seeds.split(",")]
     rl_options = {"max_steps": args.steps, "lr": args.lr, "latent_temperature": args.tau, "group_size": args.group_size,
                   "batch_size": args.batch_size, "speeds": str(args.speed), "length_penalty": args.length_penalty,
-                  "latent_logprob": args.latent_logprob}
+                  "latent_logprob": args.latent_logprob, "stop_policy": args.stop_policy}
     rows = {"sft": [{"seed": None, "greedy": evaluated(args.work / "sft_greedy.json", args.sft, test, args.speed, 0.0),
                      "sampled": evaluated(args.work / "sft_sampled.json", args.sft, test, args.speed, args.tau)}]}
     rows["rl"] = []
