@@ -177,7 +177,8 @@ def test_latent_kl_is_in_the_policy_terms_units(colar_dir, tmp_path):
     """'mean' divides the latent KL by d like the log-density; the token KL is untouched (here exactly 0)."""
     _, trainer = _rl(colar_dir, tmp_path / "kl", kl_coef=0.5, num_iterations=2, stop_policy=False, max_latent_steps=4)
     ro = trainer._buffer[0]  # step 2 of 2 iterations re-uses this rollout
-    now = trainer._log_probs(trainer.model, ro)
+    with torch.no_grad():
+        now = trainer._log_probs(trainer.model, ro)
     # A reference whose Gaussian means sit 0.3 away and whose LM is the policy's: KL = 0.09 / (2 var) per dim.
     ro.ref_mean, ro.ref_log_std, ro.ref_token_logp = now["mean"] + 0.3, now["log_std"], now["token"]
     kl = {}
