@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,6 +205,16 @@ def test_latent_kl_is_in_the_policy_terms_units(colar_dir, tmp_path):
 def test_bad_rl_options_are_clear_errors(colar_dir, tmp_path, opts, match):
     with pytest.raises(PonderError, match=match):
         _rl(colar_dir, tmp_path / "x", **opts)
+
+
+def test_benchmark_missing_data_is_one_line_and_exit_2(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "colar_rl" / "run.py"
+    name = f"never-written-{os.getpid()}"
+    r = subprocess.run([sys.executable, str(script), "--sft", str(tmp_path), "--data", str(tmp_path / "nowhere"),
+                        "--results", name], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere' / 'test.jsonl'}: no such file"]
+    assert not list(script.parent.glob(f"{name}.*"))
 
 
 def test_rl_needs_a_colar_model(rs_dir, tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ponder.data.records import atomic_write_text, read_records
+from ponder.errors import run_script
 from ponder.inference.decode import Decoder
 from ponder.model.io import load_model
 
@@ -100,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

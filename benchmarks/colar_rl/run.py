@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ponder.data.records import atomic_write_text, read_records
+from ponder.errors import run_script
 from ponder.evaluation.evaluate import evaluate, read_report, write_report
 from ponder.methods.colar_rl import LATENT_LOGPROBS
 from ponder.methods.train import train
@@ -111,4 +112,4 @@ def markdown(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

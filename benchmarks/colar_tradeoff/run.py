@@ -23,6 +23,7 @@ from pathlib import Path
 from ponder.bench import run_method
 from ponder.data.records import atomic_write_text
 from ponder.data.tasks import make_splits, write_splits
+from ponder.errors import run_script
 from ponder.evaluation.plot import plot_tradeoff
 from ponder.methods.colar import POSITION_MODES
 from ponder.methods.compression import MODES
@@ -231,4 +232,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
