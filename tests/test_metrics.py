@@ -8,9 +8,9 @@ import math
 import pytest
 
 from ponder.errors import PonderError
-from ponder.evaluation.answers import answer_type, answers_match, as_number
+from ponder.evaluation.answers import answer_key, answer_type, answers_match, as_number
 from ponder.evaluation.evaluate import read_report, write_report
-from ponder.evaluation.metrics import percentile, summarise
+from ponder.evaluation.metrics import majority_correct, percentile, summarise
 
 
 # -- answers_match ----------------------------------------------------------------------------------
@@ -83,6 +83,7 @@ def test_summarise_exact_values():
     # p90 at rank 0.9 * 4 = 3.6 -> 40 + 0.6 * (100 - 40) = 76; latency mean 5.0 / 5 = 1.0; 5 q / 2.5 s = 2.0 q/s.
     expected = {
         "method": "colar", "speed": 2, "n": 5, "accuracy": 0.4, "pass_at_k": 0.6, "k": 3,
+        "sample_accuracy": 0.4, "majority_accuracy": 0.4,
         "mean_reasoning_length": 40.0, "p50_reasoning_length": 30.0, "p90_reasoning_length": 76.0,
         "latency_s_mean": 1.0, "questions_per_s": 2.0,
     }
@@ -92,6 +93,42 @@ def test_summarise_exact_values():
             assert row[key] == pytest.approx(value, rel=0, abs=1e-12), key
         else:
             assert row[key] == value, key
+
+
+def _samples(*answers, reference="12"):
+    return [{"answer": a, "correct": answers_match(a, reference), "reasoning_length": 3} for a in answers]
+
+
+def test_majority_vote_counts_equal_answers_as_one():
+    # "12", "12.0" and " 12" are one answer (3 votes) against "13" (2 votes); empty answers do not vote.
+    assert majority_correct(_samples("13", "12", "", "12.0", "13", " 12", ""))
+    assert not majority_correct(_samples("13", "13", "12"))
+    # A tie goes to the answer sampled first, whichever it is.
+    assert majority_correct(_samples("", "12", "13", "13", "12"))
+    assert not majority_correct(_samples("13", "12", "12", "13"))
+    assert not majority_correct(_samples("", "  "))  # nothing voted: wrong, not an error
+    assert majority_correct(_samples("Dax.", "dax", "wug", reference="DAX"))
+
+
+def test_summarise_sample_and_majority_accuracy():
+    def pred(*answers):
+        s = _samples(*answers)
+        return {"correct": s[0]["correct"], "any_correct": any(x["correct"] for x in s), "reasoning_length": 3,
+                "wall_s": 0.1, "samples": s}
+
+    # first sample right 1/3; all samples 5/12 right; majority right for the first two questions.
+    preds = [pred("13", "12", "12", "7"), pred("12", "12", "9", "12"), pred("7", "8", "7", "9")]
+    row = summarise(preds, "colar", 2, total_wall_s=1.0)
+    assert row["accuracy"] == pytest.approx(1 / 3, abs=1e-12)
+    assert row["sample_accuracy"] == pytest.approx((2 / 4 + 3 / 4 + 0) / 3, abs=1e-12)
+    assert row["majority_accuracy"] == pytest.approx(2 / 3, abs=1e-12)
+    assert row["pass_at_k"] == pytest.approx(2 / 3, abs=1e-12) and row["k"] == 4
+
+
+def test_answer_key():
+    assert answer_key("1,000") == answer_key("1000.0") == 1000.0
+    assert answer_key(" Dax. ") == "dax"
+    assert answer_key("") is None and answer_key(None) is None
 
 
 def test_summarise_compression_vs_cot():
@@ -118,7 +155,8 @@ def test_summarise_even_count_and_k1():
 def test_summarise_empty_and_zero_time():
     row = summarise([], "cot", None, total_wall_s=0.0)
     assert row["n"] == 0 and row["k"] == 0
-    for key in ("accuracy", "pass_at_k", "mean_reasoning_length", "p50_reasoning_length", "p90_reasoning_length",
+    for key in ("accuracy", "pass_at_k", "sample_accuracy", "majority_accuracy", "mean_reasoning_length",
+                "p50_reasoning_length", "p90_reasoning_length",
                 "latency_s_mean", "questions_per_s"):
         assert math.isnan(row[key]), key
     assert math.isnan(summarise(PREDS, "cot", None, total_wall_s=0.0)["questions_per_s"])

@@ -40,6 +40,14 @@ def answers_match(predicted: str | None, reference: str) -> bool:
     return normalise_text(predicted) == normalise_text(reference)
 
 
+def answer_key(answer: str | None):
+    """What majority voting counts as one answer: the number's value, or the normalised text (None if empty)."""
+    if not isinstance(answer, str) or not answer.strip():
+        return None
+    value = as_number(answer)
+    return value if value is not None else normalise_text(answer)
+
+
 def answer_type(answer: str) -> str:
     value = as_number(answer)
     if value is None:

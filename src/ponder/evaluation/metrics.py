@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
+
+from ponder.evaluation.answers import answer_key
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -14,9 +17,25 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def majority_correct(samples: list[dict]) -> bool:
+    """Self-consistency (maj@K): is the most frequent answer among the samples right? Empty answers do not vote;
+    a tie goes to the answer sampled first."""
+    keys = [answer_key(s["answer"]) for s in samples]
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return False
+    top = max(counts.values())
+    winner = next(i for i, k in enumerate(keys) if k is not None and counts[k] == top)
+    return bool(samples[winner]["correct"])
+
+
 def summarise(predictions: list[dict], method: str, speed, total_wall_s: float, cot_length: float | None = None) -> dict:
     """A results row. ``predictions`` hold ``correct`` (first sample), ``any_correct`` (pass@K),
-    ``reasoning_length`` and ``wall_s`` per question."""
+    ``reasoning_length``, ``wall_s`` and ``samples`` (each with ``answer`` and ``correct``) per question.
+
+    With K > 1 samples, ``accuracy`` (the first sample) is one draw; ``sample_accuracy`` averages all K, so
+    two sampled models compare with far less noise, and ``majority_accuracy`` (maj@K) is what a sampler
+    sharpened to its most frequent answer would score."""
     n = len(predictions)
     lengths = [p["reasoning_length"] for p in predictions]
     row = {
@@ -25,6 +44,9 @@ def summarise(predictions: list[dict], method: str, speed, total_wall_s: float, 
         "n": n,
         "accuracy": sum(p["correct"] for p in predictions) / n if n else float("nan"),
         "pass_at_k": sum(p["any_correct"] for p in predictions) / n if n else float("nan"),
+        "sample_accuracy": statistics.fmean(statistics.fmean(s["correct"] for s in p["samples"]) for p in predictions)
+        if n else float("nan"),
+        "majority_accuracy": sum(majority_correct(p["samples"]) for p in predictions) / n if n else float("nan"),
         "k": len(predictions[0]["samples"]) if n else 0,
         "mean_reasoning_length": statistics.fmean(lengths) if n else float("nan"),
         "p50_reasoning_length": percentile(lengths, 0.5),

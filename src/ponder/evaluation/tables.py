@@ -10,6 +10,16 @@ COLUMNS = [
     ("latency_s_mean", "latency (s)", "{:.4f}"),
     ("questions_per_s", "questions/s", "{:.1f}"),
 ]
+# Shown when a row holds K > 1 samples per question (eval --samples K).
+SAMPLE_COLUMNS = [
+    ("sample_accuracy", "mean of K", "{:.1%}"),
+    ("majority_accuracy", "maj@K", "{:.1%}"),
+    ("pass_at_k", "pass@K", "{:.1%}"),
+]
+
+
+def columns(rows: list[dict]) -> list[tuple]:
+    return COLUMNS + (SAMPLE_COLUMNS if any((r.get("k") or 1) > 1 for r in rows) else [])
 
 
 def _cell(row, key, fmt):
@@ -26,14 +36,16 @@ def rich_table(rows: list[dict], title: str | None = None):
     from rich.table import Table
 
     table = Table(title=title)
-    for _, header, _ in COLUMNS:
+    cols = columns(rows)
+    for _, header, _ in cols:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
-        table.add_row(*(_cell(row, k, f) for k, _, f in COLUMNS))
+        table.add_row(*(_cell(row, k, f) for k, _, f in cols))
     return table
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |" for r in rows]
+    cols = columns(rows)
+    lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
