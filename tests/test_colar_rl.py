@@ -207,10 +207,11 @@ def test_bad_rl_options_are_clear_errors(colar_dir, tmp_path, opts, match):
         _rl(colar_dir, tmp_path / "x", **opts)
 
 
-def test_benchmark_missing_data_is_one_line_and_exit_2(tmp_path):
-    script = Path(__file__).parents[1] / "benchmarks" / "colar_rl" / "run.py"
+@pytest.mark.parametrize("script, model_flag", [("run.py", "--sft"), ("headroom.py", "--model")])
+def test_benchmark_missing_data_is_one_line_and_exit_2(tmp_path, script, model_flag):
+    script = Path(__file__).parents[1] / "benchmarks" / "colar_rl" / script
     name = f"never-written-{os.getpid()}"
-    r = subprocess.run([sys.executable, str(script), "--sft", str(tmp_path), "--data", str(tmp_path / "nowhere"),
+    r = subprocess.run([sys.executable, str(script), model_flag, str(tmp_path), "--data", str(tmp_path / "nowhere"),
                         "--results", name], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere' / 'test.jsonl'}: no such file"]

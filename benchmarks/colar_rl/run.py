@@ -1,22 +1,26 @@
 """CoLaR-RL: does GRPO on the latent chains make an SFT CoLaR model more accurate or shorter?
 
-    python benchmarks/colar_rl/run.py --sft runs/tradeoff/arith/seed0/colar_stretched \
-        --data runs/tradeoff/arith/seed0/data --speed 2 --seeds 0,1,2 --work runs/colar_rl_nll \
-        --steps 100 --lr 2e-5 --tau 1.0 --length-penalty per-step --results arith-c2-nll
+    python benchmarks/colar_rl/run.py --sft runs/colar_long --data runs/tradeoff/arith/seed0/data \
+        --speed 2 --seeds 0,1,2 --work runs/rl_k16 --steps 300 --lr 2e-5 --tau 1.0 --group-size 16 \
+        --batch-size 8 --samples 16 --results arith-long-c2-k16
 
 ``--sft`` is a CoLaR model clearly below CoT: the seed-0 arith model of ``benchmarks/colar_tradeoff``
 (make it with that benchmark's command), or the same recipe trained for 10000 steps (the README's CoLaR-RL
 section gives the command and every SFT model's accuracy). For each seed, RL continues
 from it at the same speed; the SFT model and every RL model are evaluated on the same test questions,
-greedy (latent tau = 0, what a user runs) and sampled at the rollout temperature (what RL optimises).
-Results (mean and spread over seeds, accuracy and mean latent steps) go to ``<--results>.json`` / ``.md``
-beside this script. Finished runs in ``--work`` are reused.
+greedy (latent tau = 0, what ``ponder eval`` does by default) and sampled at the rollout temperature (what RL
+optimises, and how the paper's code decodes), ``--samples`` K times per question: the mean of the K (one
+draw of 300 questions moves by ~3 points; K draws and a paired difference per question see a 1-point
+change), maj@K (the answer a sampler sharpened to its mode would give) and pass@K. Results (mean and
+spread over seeds, each seed's paired gain over SFT with its standard error, mean latent steps) go to
+``<--results>.json`` / ``.md`` beside this script. Finished runs in ``--work`` are reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -31,13 +35,31 @@ from ponder.model.io import load_model
 HERE = Path(__file__).parent
 
 
-def evaluated(path: Path, model_dir: Path, test, speed, tau: float) -> dict:
+def evaluated(path: Path, model_dir: Path, test, speed, tau: float, samples: int = 1) -> dict:
+    """The report of ``model_dir`` on ``test`` (reused from ``path`` when it exists)."""
     if path.exists():
-        return read_report(path)["results"][0]
-    report = evaluate(load_model(model_dir), test, speeds=[speed], latent_temperature=tau, seed=0,
+        return read_report(path)
+    report = evaluate(load_model(model_dir), test, speeds=[speed], latent_temperature=tau, samples=samples, seed=0,
                       model_path=str(model_dir))
     write_report(report, path)
-    return report["results"][0]
+    return report
+
+
+def paired(rl: dict, sft: dict) -> dict:
+    """RL minus SFT on the same questions: the mean over questions of the difference in each question's
+    success rate (its K samples; 0/1 when greedy), with its standard error. Pairing removes the spread of
+    question difficulty that makes two separate 300-question accuracies move by ~3 points."""
+    rate = lambda rep: [statistics.fmean(s["correct"] for s in p["samples"]) for p in rep["predictions"]]  # noqa: E731
+    diff = [a - b for a, b in zip(rate(rl), rate(sft))]
+    return {"mean": statistics.fmean(diff), "se": statistics.stdev(diff) / math.sqrt(len(diff))}
+
+
+def row(report: dict, sft: dict | None = None) -> dict:
+    r = {k: report["results"][0][k] for k in ("accuracy", "sample_accuracy", "majority_accuracy", "pass_at_k", "k",
+                                              "mean_reasoning_length")}
+    if sft is not None:
+        r["paired_vs_sft"] = paired(report, sft)
+    return r
 
 
 def main(argv=None):
@@ -56,36 +78,49 @@ def main(argv=None):
     ap.add_argument("--latent-logprob", default="mean", choices=LATENT_LOGPROBS)
     ap.add_argument("--stop-policy", action=argparse.BooleanOptionalAction, default=True,
                     help="sample and reinforce the end of thinking (off: chains end where </think> is the top token)")
+    ap.add_argument("--test", type=Path, default=None,
+                    help="evaluate on this JSONL instead of DATA/test.jsonl (e.g. more held-out questions; RL still "
+                         "trains on DATA/train.jsonl); its reports are kept apart, named after the file")
+    ap.add_argument("--samples", type=int, default=16,
+                    help="K latent samples per test question in the sampled evaluation (mean of K, maj@K, pass@K)")
     ap.add_argument("--results", default="results", help="results file name (beside this script), without suffix")
     args = ap.parse_args(argv)
-    test = read_records(args.data / "test.jsonl")
+    test = read_records(args.test or args.data / "test.jsonl")
+    tag = f"-{args.test.stem}" if args.test else ""  # reports on another test file never overwrite these
     seeds = [int(s) for s in args.seeds.split(",")]
     rl_options = {"max_steps": args.steps, "lr": args.lr, "latent_temperature": args.tau, "group_size": args.group_size,
                   "batch_size": args.batch_size, "speeds": str(args.speed), "length_penalty": args.length_penalty,
                   "latent_logprob": args.latent_logprob, "stop_policy": args.stop_policy}
-    rows = {"sft": [{"seed": None, "greedy": evaluated(args.work / "sft_greedy.json", args.sft, test, args.speed, 0.0),
-                     "sampled": evaluated(args.work / "sft_sampled.json", args.sft, test, args.speed, args.tau)}]}
-    rows["rl"] = []
+    sft = {"greedy": evaluated(args.work / f"sft_greedy{tag}.json", args.sft, test, args.speed, 0.0),
+           "sampled": evaluated(args.work / f"sft_sampled_k{args.samples}{tag}.json", args.sft, test, args.speed, args.tau,
+                                args.samples)}
+    rows = {"sft": [{"seed": None, **{mode: row(rep) for mode, rep in sft.items()}}], "rl": []}
     for seed in seeds:
         out = args.work / f"rl_seed{seed}"
         if not (out / "ponder.json").exists():
             train("colar-rl", args.data, str(args.sft), out, seed=seed, save_steps=10**9, logging_steps=10, **rl_options)
-        rows["rl"].append({"seed": seed, "greedy": evaluated(out / "eval_greedy.json", out, test, args.speed, 0.0),
-                           "sampled": evaluated(out / "eval_sampled.json", out, test, args.speed, args.tau),
+        reports = {"greedy": evaluated(out / f"eval_greedy{tag}.json", out, test, args.speed, 0.0),
+                   "sampled": evaluated(out / f"eval_sampled_k{args.samples}{tag}.json", out, test, args.speed, args.tau,
+                                        args.samples)}
+        rows["rl"].append({"seed": seed, **{mode: row(rep, sft[mode]) for mode, rep in reports.items()},
                            "train_seconds": json.loads((out / "train_log.json").read_text())["train_seconds"]})
     summary = {}
-    for mode in ("greedy", "sampled"):
-        acc = [r[mode]["accuracy"] for r in rows["rl"]]
-        steps = [r[mode]["mean_reasoning_length"] for r in rows["rl"]]
-        sft = rows["sft"][0][mode]
+    for mode, key in (("greedy", "accuracy"), ("sampled", "sample_accuracy"), ("majority", "majority_accuracy")):
+        source = "greedy" if mode == "greedy" else "sampled"
+        acc = [r[source][key] for r in rows["rl"]]
+        steps = [r[source]["mean_reasoning_length"] for r in rows["rl"]]
+        sft = rows["sft"][0][source]
         summary[mode] = {
-            "sft_accuracy": sft["accuracy"], "sft_steps": sft["mean_reasoning_length"],
+            "sft_accuracy": sft[key], "sft_steps": sft["mean_reasoning_length"],
             "rl_accuracy_mean": statistics.fmean(acc), "rl_accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
             "rl_accuracy_min": min(acc), "rl_accuracy_max": max(acc),
             "rl_steps_mean": statistics.fmean(steps), "rl_steps_std": statistics.stdev(steps) if len(steps) > 1 else 0.0,
         }
+    for mode in ("greedy", "sampled"):
+        summary[mode]["paired_gain_per_seed"] = [r[mode]["paired_vs_sft"] for r in rows["rl"]]
     command = "python benchmarks/colar_rl/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"command": command, "speed": args.speed, "rl": rl_options, "seeds": seeds, "test_questions": len(test),
+    result = {"command": command, "speed": args.speed, "rl": rl_options, "seeds": seeds, "test": str(args.test or args.data / "test.jsonl"),
+              "test_questions": len(test),
               "summary": summary, "runs": rows}
     atomic_write_text(HERE / f"{args.results}.json", json.dumps(result, indent=1) + "\n")
     atomic_write_text(HERE / f"{args.results}.md", markdown(result))
@@ -93,21 +128,33 @@ def main(argv=None):
 
 
 def markdown(r: dict) -> str:
+    k, tau = r["runs"]["sft"][0]["sampled"]["k"], r["rl"]["latent_temperature"]
+    labels = {"greedy": "greedy (tau = 0)", "sampled": f"sampled (tau = {tau}), mean of {k} per question",
+              "majority": f"sampled (tau = {tau}), majority of {k} (maj@{k})"}
+    pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    gain = lambda g: f"{100 * g['mean']:+.1f} ± {100 * g['se']:.1f}"  # noqa: E731
     lines = ["# CoLaR-RL benchmark", "", f"Command: `{r['command']}`", "",
              f"RL from the SFT CoLaR model at speed {r['speed']}, seeds {r['seeds']}, {r['test_questions']} test "
-             f"questions; RL options: `{json.dumps(r['rl'])}`.", "",
+             f"questions (`{r.get('test', 'test.jsonl')}`); RL options: `{json.dumps(r['rl'])}`.", "",
              "| decoding | SFT accuracy | RL accuracy (mean ± std [min, max]) | SFT latent steps | RL latent steps (mean ± std) |",
              "|---|---|---|---|---|"]
     for mode, s in r["summary"].items():
-        label = "greedy (tau = 0)" if mode == "greedy" else f"sampled (tau = {r['rl']['latent_temperature']})"
-        lines.append(f"| {label} | {100 * s['sft_accuracy']:.1f}% | {100 * s['rl_accuracy_mean']:.1f}% ± "
+        lines.append(f"| {labels[mode]} | {pct(s['sft_accuracy'])} | {pct(s['rl_accuracy_mean'])} ± "
                      f"{100 * s['rl_accuracy_std']:.1f} [{100 * s['rl_accuracy_min']:.1f}, {100 * s['rl_accuracy_max']:.1f}] | "
                      f"{s['sft_steps']:.2f} | {s['rl_steps_mean']:.2f} ± {s['rl_steps_std']:.2f} |")
-    lines += ["", "| seed | greedy accuracy | greedy steps | sampled accuracy | sampled steps | train (s) |", "|---|---|---|---|---|---|"]
+    lines += ["", f"Per seed. Gain: RL minus SFT on the same questions, in points, ± its standard error over the "
+              f"questions (sampled: each question's success rate over its {k} samples).", "",
+              f"| seed | greedy | greedy gain | sampled (mean of {k}) | sampled gain | maj@{k} | pass@{k} | "
+              "latent steps (greedy) | train (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    sft = r["runs"]["sft"][0]
+    lines.append(f"| SFT | {pct(sft['greedy']['accuracy'])} | | {pct(sft['sampled']['sample_accuracy'])} | | "
+                 f"{pct(sft['sampled']['majority_accuracy'])} | {pct(sft['sampled']['pass_at_k'])} | "
+                 f"{sft['greedy']['mean_reasoning_length']:.2f} | |")
     for row in r["runs"]["rl"]:
-        lines.append(f"| {row['seed']} | {100 * row['greedy']['accuracy']:.1f}% | {row['greedy']['mean_reasoning_length']:.2f} | "
-                     f"{100 * row['sampled']['accuracy']:.1f}% | {row['sampled']['mean_reasoning_length']:.2f} | "
-                     f"{row['train_seconds']:.0f} |")
+        g, s = row["greedy"], row["sampled"]
+        lines.append(f"| {row['seed']} | {pct(g['accuracy'])} | {gain(g['paired_vs_sft'])} | {pct(s['sample_accuracy'])} | "
+                     f"{gain(s['paired_vs_sft'])} | {pct(s['majority_accuracy'])} | {pct(s['pass_at_k'])} | "
+                     f"{g['mean_reasoning_length']:.2f} | {row['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
