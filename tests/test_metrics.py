@@ -11,6 +11,7 @@ from ponder.errors import PonderError
 from ponder.evaluation.answers import answer_key, answer_type, answers_match, as_number
 from ponder.evaluation.evaluate import read_report, write_report
 from ponder.evaluation.metrics import majority_correct, percentile, summarise
+from ponder.evaluation.tables import markdown_table
 
 
 # -- answers_match ----------------------------------------------------------------------------------
@@ -123,6 +124,16 @@ def test_summarise_sample_and_majority_accuracy():
     assert row["sample_accuracy"] == pytest.approx((2 / 4 + 3 / 4 + 0) / 3, abs=1e-12)
     assert row["majority_accuracy"] == pytest.approx(2 / 3, abs=1e-12)
     assert row["pass_at_k"] == pytest.approx(2 / 3, abs=1e-12) and row["k"] == 4
+
+
+def test_tables_add_the_sample_columns_only_for_k_above_1():
+    one = {"method": "colar", "speed": 2, "accuracy": 0.5, "k": 1, "sample_accuracy": 0.5, "majority_accuracy": 0.5,
+           "pass_at_k": 0.5}
+    header = markdown_table([one]).splitlines()[0]
+    assert "maj@K" not in header and header.count("|") == 7
+    header, _, first, second = markdown_table([one, {**one, "k": 4, "majority_accuracy": 0.625}]).splitlines()
+    assert header.endswith("| mean of K | maj@K | pass@K |")
+    assert first.endswith("| 50.0% | 50.0% | 50.0% |") and second.endswith("| 50.0% | 62.5% | 50.0% |")
 
 
 def test_answer_key():

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 from ponder.data.records import atomic_write_text, read_records
 from ponder.errors import run_script
 from ponder.evaluation.evaluate import evaluate
+from ponder.evaluation.metrics import success_rate
 from ponder.model.io import load_model
 
 HERE = Path(__file__).parent
@@ -46,7 +46,7 @@ def main(argv=None):
     for i, (g, s) in enumerate(zip(greedy["results"], sampled["results"])):
         n = len(test)
         g_right = [p["correct"] for p in greedy["predictions"][i * n:(i + 1) * n]]
-        rate = [statistics.fmean(x["correct"] for x in p["samples"]) for p in sampled["predictions"][i * n:(i + 1) * n]]
+        rate = [success_rate(p) for p in sampled["predictions"][i * n:(i + 1) * n]]
         rows.append({
             "speed": g["speed"], "greedy_accuracy": g["accuracy"], "greedy_steps": g["mean_reasoning_length"],
             "sample_accuracy": s["sample_accuracy"], "majority_accuracy": s["majority_accuracy"], "pass_at_k": s["pass_at_k"],

@@ -28,6 +28,7 @@ from pathlib import Path
 from ponder.data.records import atomic_write_text, read_records
 from ponder.errors import run_script
 from ponder.evaluation.evaluate import evaluate, read_report, write_report
+from ponder.evaluation.metrics import success_rate
 from ponder.methods.colar_rl import LATENT_LOGPROBS
 from ponder.methods.train import train
 from ponder.model.io import load_model
@@ -49,8 +50,7 @@ def paired(rl: dict, sft: dict) -> dict:
     """RL minus SFT on the same questions: the mean over questions of the difference in each question's
     success rate (its K samples; 0/1 when greedy), with its standard error. Pairing removes the spread of
     question difficulty that makes two separate 300-question accuracies move by ~3 points."""
-    rate = lambda rep: [statistics.fmean(s["correct"] for s in p["samples"]) for p in rep["predictions"]]  # noqa: E731
-    diff = [a - b for a, b in zip(rate(rl), rate(sft))]
+    diff = [success_rate(a) - success_rate(b) for a, b in zip(rl["predictions"], sft["predictions"])]
     return {"mean": statistics.fmean(diff), "se": statistics.stdev(diff) / math.sqrt(len(diff))}
 
 

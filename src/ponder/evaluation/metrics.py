@@ -17,6 +17,11 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def success_rate(prediction: dict) -> float:
+    """The share of a question's K samples that are right."""
+    return statistics.fmean(s["correct"] for s in prediction["samples"])
+
+
 def majority_correct(samples: list[dict]) -> bool:
     """Self-consistency (maj@K): is the most frequent answer among the samples right? Empty answers do not vote;
     a tie goes to the answer sampled first."""
@@ -44,8 +49,7 @@ def summarise(predictions: list[dict], method: str, speed, total_wall_s: float, 
         "n": n,
         "accuracy": sum(p["correct"] for p in predictions) / n if n else float("nan"),
         "pass_at_k": sum(p["any_correct"] for p in predictions) / n if n else float("nan"),
-        "sample_accuracy": statistics.fmean(statistics.fmean(s["correct"] for s in p["samples"]) for p in predictions)
-        if n else float("nan"),
+        "sample_accuracy": statistics.fmean(map(success_rate, predictions)) if n else float("nan"),
         "majority_accuracy": sum(majority_correct(p["samples"]) for p in predictions) / n if n else float("nan"),
         "k": len(predictions[0]["samples"]) if n else 0,
         "mean_reasoning_length": statistics.fmean(lengths) if n else float("nan"),
