@@ -42,9 +42,8 @@ def main(argv=None):
     speeds = [s.strip() for s in args.speeds.split(",") if s.strip()]
     greedy = evaluate(model, test, speeds=speeds, seed=0)
     sampled = evaluate(model, test, speeds=speeds, samples=args.samples, latent_temperature=args.tau, seed=0)
-    rows = []
+    rows, n = [], len(test)
     for i, (g, s) in enumerate(zip(greedy["results"], sampled["results"])):
-        n = len(test)
         g_right = [p["correct"] for p in greedy["predictions"][i * n:(i + 1) * n]]
         rate = [success_rate(p) for p in sampled["predictions"][i * n:(i + 1) * n]]
         rows.append({

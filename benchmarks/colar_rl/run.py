@@ -1,8 +1,8 @@
 """CoLaR-RL: does GRPO on the latent chains make an SFT CoLaR model more accurate or shorter?
 
     python benchmarks/colar_rl/run.py --sft runs/colar_long --data runs/tradeoff/arith/seed0/data \
-        --speed 2 --seeds 0,1,2 --work runs/rl_k16 --steps 300 --lr 2e-5 --tau 1.0 --group-size 16 \
-        --batch-size 8 --samples 16 --results arith-long-c2-k16
+        --speed 1 --work runs/rl_c1 --steps 300 --lr 3e-5 --tau 1.0 --group-size 16 --batch-size 8 \
+        --samples 16 --seeds 0,1,2 --results arith-long-c1-k16
 
 ``--sft`` is a CoLaR model clearly below CoT: the seed-0 arith model of ``benchmarks/colar_tradeoff``
 (make it with that benchmark's command), or the same recipe trained for 10000 steps (the README's CoLaR-RL
@@ -85,7 +85,8 @@ def main(argv=None):
                     help="K latent samples per test question in the sampled evaluation (mean of K, maj@K, pass@K)")
     ap.add_argument("--results", default="results", help="results file name (beside this script), without suffix")
     args = ap.parse_args(argv)
-    test = read_records(args.test or args.data / "test.jsonl")
+    test_path = args.test or args.data / "test.jsonl"
+    test = read_records(test_path)
     tag = f"-{args.test.stem}" if args.test else ""  # reports on another test file never overwrite these
     seeds = [int(s) for s in args.seeds.split(",")]
     rl_options = {"max_steps": args.steps, "lr": args.lr, "latent_temperature": args.tau, "group_size": args.group_size,
@@ -119,9 +120,8 @@ def main(argv=None):
     for mode in ("greedy", "sampled"):
         summary[mode]["paired_gain_per_seed"] = [r[mode]["paired_vs_sft"] for r in rows["rl"]]
     command = "python benchmarks/colar_rl/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"command": command, "speed": args.speed, "rl": rl_options, "seeds": seeds, "test": str(args.test or args.data / "test.jsonl"),
-              "test_questions": len(test),
-              "summary": summary, "runs": rows}
+    result = {"command": command, "speed": args.speed, "rl": rl_options, "seeds": seeds, "test": str(test_path),
+              "test_questions": len(test), "summary": summary, "runs": rows}
     atomic_write_text(HERE / f"{args.results}.json", json.dumps(result, indent=1) + "\n")
     atomic_write_text(HERE / f"{args.results}.md", markdown(result))
     print((HERE / f"{args.results}.md").read_text())
@@ -135,7 +135,7 @@ def markdown(r: dict) -> str:
     gain = lambda g: f"{100 * g['mean']:+.1f} ± {100 * g['se']:.1f}"  # noqa: E731
     lines = ["# CoLaR-RL benchmark", "", f"Command: `{r['command']}`", "",
              f"RL from the SFT CoLaR model at speed {r['speed']}, seeds {r['seeds']}, {r['test_questions']} test "
-             f"questions (`{r.get('test', 'test.jsonl')}`); RL options: `{json.dumps(r['rl'])}`.", "",
+             f"questions (`{r['test']}`); RL options: `{json.dumps(r['rl'])}`.", "",
              "| decoding | SFT accuracy | RL accuracy (mean ± std [min, max]) | SFT latent steps | RL latent steps (mean ± std) |",
              "|---|---|---|---|---|"]
     for mode, s in r["summary"].items():
@@ -150,11 +150,11 @@ def markdown(r: dict) -> str:
     lines.append(f"| SFT | {pct(sft['greedy']['accuracy'])} | | {pct(sft['sampled']['sample_accuracy'])} | | "
                  f"{pct(sft['sampled']['majority_accuracy'])} | {pct(sft['sampled']['pass_at_k'])} | "
                  f"{sft['greedy']['mean_reasoning_length']:.2f} | |")
-    for row in r["runs"]["rl"]:
-        g, s = row["greedy"], row["sampled"]
-        lines.append(f"| {row['seed']} | {pct(g['accuracy'])} | {gain(g['paired_vs_sft'])} | {pct(s['sample_accuracy'])} | "
+    for run in r["runs"]["rl"]:
+        g, s = run["greedy"], run["sampled"]
+        lines.append(f"| {run['seed']} | {pct(g['accuracy'])} | {gain(g['paired_vs_sft'])} | {pct(s['sample_accuracy'])} | "
                      f"{gain(s['paired_vs_sft'])} | {pct(s['majority_accuracy'])} | {pct(s['pass_at_k'])} | "
-                     f"{g['mean_reasoning_length']:.2f} | {row['train_seconds']:.0f} |")
+                     f"{g['mean_reasoning_length']:.2f} | {run['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
