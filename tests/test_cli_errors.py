@@ -209,27 +209,3 @@ def test_entry_point_subprocess(bad_line_2):
     r = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "Traceback" in r.stderr and "DataError" in r.stderr and f"{bad_line_2}:2:" in r.stderr
-
-
-def test_train_cli_defaults_are_the_method_configs_defaults():
-    """`ponder train` restates each method option's default for --help; it must be the config dataclass's own,
-    or the CLI and the Python API (``train(...)``) would train different things with the same command."""
-    from dataclasses import MISSING, fields
-
-    import typer
-
-    from ponder.cli import app
-    from ponder.methods.train import METHODS, method_classes, method_options
-
-    params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
-    checked = 0
-    for method in METHODS:
-        config = {f.name: f for f in fields(method_classes(method)[0])}
-        for name in method_options(method):
-            assert name in params, f"{method}: config field {name} has no `ponder train` option"
-            default = config[name].default
-            if default is MISSING:
-                default = config[name].default_factory()
-            assert params[name].default == default, (method, name, params[name].default, default)
-            checked += 1
-    assert checked > 20

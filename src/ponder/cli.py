@@ -3,7 +3,8 @@
     ponder quickstart                                   # the main job on the built-in default
     ponder data make running-sum --out data/rs          # built-in task -> train/val/test JSONL
     ponder data show data/rs/train.jsonl                # examples and stats of any supported file
-    ponder train --method cot --data data/rs --init tiny --out runs/cot
+    ponder train cot --data data/rs --init tiny --out runs/cot      # ponder train cot --help: its options
+    ponder train --config recipes/cpu/quickstart-cot.yaml --max-steps 100
     ponder eval --model runs/cot --data data/rs/test.jsonl --report runs/cot/eval.json
     ponder ask --model runs/cot "3 1 4 1 5 9"
     ponder bench running-sum --methods nocot,cot,colar --seeds 2 --out bench/rs
@@ -15,6 +16,7 @@ Several processes: ``accelerate launch --multi_gpu --num_processes N -m ponder.c
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -84,98 +86,112 @@ def data_show(
 
 
 # -- train ------------------------------------------------------------------------------------------
-@app.command()
-def train(
-    method: str = typer.Option(..., "--method", help="nocot, cot, colar, colar-rl, coconut, codi or icot"),
-    data: Path = typer.Option(..., "--data", help="A data file, or a directory holding train.jsonl"),
-    init: str = typer.Option(..., "--init", help="tiny | small | base (from scratch), or a model directory"),
-    out: Path = typer.Option(..., "--out", help="Output model directory (checkpoints go in OUT/checkpoints)"),
-    epochs: float = typer.Option(3.0, "--epochs"),
-    max_steps: int = typer.Option(-1, "--max-steps", help="Overrides --epochs when > 0"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Default: per preset (tiny 5e-4), 2e-5 pretrained, 2e-4 LoRA"),
-    batch_size: int = typer.Option(32, "--batch-size", help="Per process"),
-    grad_accum: int = typer.Option(1, "--grad-accum"),
-    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up steps (>= 1) or fraction of training (< 1)"),
-    scheduler: str = typer.Option("cosine", "--scheduler", help="Any transformers LR schedule: cosine, linear, constant, ..."),
-    save_steps: int = typer.Option(500, "--save-steps"),
-    logging_steps: int = typer.Option(10, "--logging-steps", help="Log (and show) metrics every N steps"),
-    seed: int = typer.Option(0, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints"),
-    lora_r: int = typer.Option(0, "--lora-r", help="LoRA rank (needs peft); 0 = full fine-tuning"),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", help="LoRA scaling numerator (alpha / r)"),
-    max_length: int = typer.Option(1024, "--max-length"),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="Default: on when a bf16 GPU is present"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Data format (default: detect)"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-    max_compression: int = typer.Option(5, "--max-compression", help="CoLaR: c drawn from 1..this"),
-    compressions: Optional[str] = typer.Option(None, "--compressions", help="CoLaR: explicit list, e.g. 1,2,5"),
-    auto_prob: float = typer.Option(0.0, "--auto-prob", help="CoLaR: probability of the 'auto' speed marker"),
-    compression: str = typer.Option("sum", "--compression", help="CoLaR: sum (/sqrt count, the paper), mean, or ordered (weights rising over the group: keeps the order)"),
-    latent_loss: str = typer.Option("nll", "--latent-loss", help="CoLaR: nll (Gaussian) or mse (mean only)"),
-    ce_weight: float = typer.Option(1.0, "--ce-weight"),
-    latent_weight: float = typer.Option(1.0, "--latent-weight"),
-    latent_positions: str = typer.Option("stretched", "--latent-positions", help="CoLaR: stretched or contiguous"),
-    group_size: int = typer.Option(8, "--group-size", help="CoLaR-RL: rollouts per question (G)"),
-    speeds: str = typer.Option("1", "--speeds", help="CoLaR-RL: rollout speed, or a list with one drawn per group, e.g. 1,2,5"),
-    latent_temperature: float = typer.Option(1.0, "--latent-temperature", help="CoLaR-RL: latent sampling temperature (> 0)"),
-    answer_temperature: float = typer.Option(0.0, "--answer-temperature", help="CoLaR-RL: answer sampling (0 = greedy)"),
-    length_penalty: str = typer.Option("none", "--length-penalty", help="CoLaR-RL: none, per-step (reward/steps) or lambda"),
-    clip_eps: float = typer.Option(0.2, "--clip-eps", help="CoLaR-RL: PPO clip range"),
-    kl_coef: float = typer.Option(0.0, "--kl-coef", help="CoLaR-RL: KL to the frozen starting model"),
-    latent_policy: bool = typer.Option(True, "--latent-policy/--no-latent-policy", help="CoLaR-RL: train the latent log-probs"),
-    latent_logprob: str = typer.Option("mean", "--latent-logprob", help="CoLaR-RL: a latent's log-density per "
-                                       "dimension (mean, as the paper's code) or summed (sum)"),
-    answer_policy: bool = typer.Option(True, "--answer-policy/--no-answer-policy", help="CoLaR-RL: train the answer log-probs"),
-    num_iterations: int = typer.Option(1, "--num-iterations", help="CoLaR-RL: updates per rollout batch"),
-    stop_policy: bool = typer.Option(True, "--stop-policy/--no-stop-policy", help="CoLaR-RL: sample and reinforce the "
-                                     "end of thinking (off: it ends where </think> is the top token)"),
-    max_latent_steps: int = typer.Option(64, "--max-latent-steps", help="CoLaR-RL: rollout thinking limit"),
-    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="CoLaR-RL: rollout answer limit"),
-    thoughts_per_step: int = typer.Option(1, "--thoughts-per-step", help="Coconut: continuous thoughts per replaced step"),
-    epochs_per_stage: float = typer.Option(1.0, "--epochs-per-stage", help="Coconut: epochs per curriculum stage"),
-    max_stage: int = typer.Option(3, "--max-stage", help="Coconut: last stage (steps turned into thoughts; the rest removed)"),
-    reset_optimizer: bool = typer.Option(False, "--reset-optimizer", help="Coconut / iCoT: clear the optimizer state when "
-                                         "the stage / removal count changes"),
-    num_thoughts: int = typer.Option(6, "--num-thoughts", help="CODI: continuous thoughts (training and inference)"),
-    distill_weight: float = typer.Option(1.0, "--distill-weight", help="CODI: weight of the hidden-state distillation"),
-    teacher_weight: float = typer.Option(1.0, "--teacher-weight", help="CODI: weight of the teacher's CoT loss"),
-    remove_per_epoch: float = typer.Option(8.0, "--remove-per-epoch", help="iCoT: reasoning tokens removed per epoch"),
-    removal_smoothing: float = typer.Option(4.0, "--removal-smoothing", help="iCoT: lambda of the removal offset "
-                                            "P(o) ~ exp(-lambda o); 0 = off"),
-):
-    """Train a model with a reasoning method and save it as one model directory."""
-    from ponder.methods.train import method_options
-    from ponder.methods.train import train as run
+# One command per method, generated from TrainArguments + the method's config dataclass (options.py), so
+# `ponder train colar --help` shows the shared options and CoLaR's only, and recipes use the same keys.
+TRAIN_HELP = """Train a model with a reasoning method and save it as one model directory.
 
-    given = dict(locals())
-    options = {k: given[k] for k in method_options(method) if k in given}
-    run(method, data, init, out, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-        warmup=warmup, scheduler=scheduler, save_steps=save_steps, logging_steps=logging_steps, seed=seed, resume=resume, bf16=bf16,
-        data_format=fmt, trust_remote_code=trust_remote_code, **options)
-    console.print(f"saved {out}")
+    ponder train METHOD --data D --init tiny --out runs/m [options]    (ponder train METHOD --help: its options)
+    ponder train --config recipe.yaml [--any-option value ...]          (the recipe names the method)
+
+Methods: {methods}. The older spelling `ponder train --method METHOD ...` works too."""
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+             add_help_option=False, help="Train a model with a reasoning method (ponder train METHOD --help).")
+def train(ctx: typer.Context):
+    from ponder.methods.train import METHODS
+
+    args = list(ctx.args)
+    method, args = _train_method(args)
+    if method is None:
+        if args and args[0] not in ("--help", "-h"):
+            raise PonderError(f"name a method first: ponder train {{{'|'.join(METHODS)}}} ... "
+                              "(or --config FILE with a 'method' key)")
+        console.print(TRAIN_HELP.format(methods=", ".join(METHODS)), markup=False, highlight=False)
+        return
+    command = typer.main.get_command(_train_app(method))
+    command.main(args=args, prog_name=f"ponder train {method}", standalone_mode=True)
+
+
+def _train_method(args: list[str]):
+    """(method, remaining args) from `train METHOD ...`, `train --method METHOD ...` or a config's `method` key."""
+    from ponder.methods.train import METHODS
+    from ponder.options import read_yaml
+
+    def known(m, where):
+        if m not in METHODS:
+            raise PonderError(f"{where} must be one of {', '.join(METHODS)}, got '{m}'")
+        return m
+
+    if args and not args[0].startswith("-"):
+        return known(args[0], "METHOD"), args[1:]
+    for i, a in enumerate(args):
+        if a == "--method" and i + 1 < len(args):
+            return known(args[i + 1], "--method"), args[:i] + args[i + 2:]
+        if a.startswith("--method="):
+            return known(a.split("=", 1)[1], "--method"), args[:i] + args[i + 1:]
+    for i, a in enumerate(args):
+        path = args[i + 1] if a == "--config" and i + 1 < len(args) else a.split("=", 1)[1] if a.startswith("--config=") else None
+        if path is not None and "--help" not in args:
+            method = read_yaml(path).get("method")
+            if method is None:
+                raise PonderError(f"{path}: no 'method' key: name the method, e.g. ponder train cot --config {path}")
+            return known(method, f"{path}: key 'method'"), args
+    return None, args
+
+
+def train_options(method: str):
+    """The `ponder train METHOD` options: the shared run options, then the method's own config fields."""
+    from ponder.methods.train import TrainArguments, method_classes, method_options
+    from ponder.options import options_of
+
+    shared = set(method_options("cot"))  # CoTConfig's fields: every method has them
+    own = [n for n in method_options(method) if n not in shared]
+    config = method_classes(method)[0]
+    return (options_of(TrainArguments, "Training") + options_of(config, "Training", [n for n in method_options(method) if n in shared])
+            + options_of(config, f"{method} options", own))
+
+
+def _train_app(method: str) -> typer.Typer:
+    from ponder.methods.train import train as run_train
+    from ponder.options import add_command
+
+    def run(data, init, out, **options):
+        run_train(method, data, init, out, **options)
+        console.print(f"saved {out}")
+
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    add_command(sub, method, train_options(method), run, f"Train a {method} model and save it as one model directory.",
+                fixed={"method": method})
+    return sub
 
 
 # -- eval -------------------------------------------------------------------------------------------
-@app.command("eval")
-def eval_cmd(
-    model: Path = typer.Option(..., "--model"),
-    data: Path = typer.Option(..., "--data", help="A data file, or a directory holding test.jsonl"),
-    n: Optional[int] = typer.Option(None, "--n", help="Only the first N examples"),
-    samples: int = typer.Option(1, "--samples", help="K samples per question for pass@K (needs a temperature)"),
-    speeds: Optional[str] = typer.Option(None, "--speeds", "--speed", help="Thinking speeds, e.g. 1,2,3 or auto (CoLaR)"),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the accuracy/length PNG here"),
-    compare: Optional[List[Path]] = typer.Option(None, "--compare", help="Other reports to add to the table and plot"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    temperature: float = typer.Option(0.0, "--temperature", help="Token sampling temperature (0 = greedy)"),
-    latent_temperature: float = typer.Option(0.0, "--latent-temperature", help="Latent sampling temperature (0 = mean)"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-    max_latent_steps: int = typer.Option(64, "--max-latent-steps"),
-    seed: int = typer.Option(0, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if present)"),
-    fmt: Optional[str] = typer.Option(None, "--format"),
-):
-    """Accuracy, pass@K, reasoning length and latency; a table, a JSON report and an optional plot."""
+@dataclass
+class EvalArguments:
+    """`ponder eval`: accuracy, pass@K, reasoning length and latency of a model on a data file."""
+
+    model: str = field(metadata={"help": "A model directory."})
+    data: str = field(metadata={"help": "A data file, or a directory holding test.jsonl."})
+    n: Optional[int] = field(default=None, metadata={"help": "Only the first N examples."})
+    samples: int = field(default=1, metadata={"help": "K samples per question for pass@K (needs a temperature)."})
+    speeds: Optional[str] = field(default=None, metadata={"help": "Thinking speeds, e.g. 1,2,3 or auto (CoLaR; "
+                                                                  "default: every speed).", "aliases": ["--speed"]})
+    report: Optional[str] = field(default=None, metadata={"help": "Write the JSON report here."})
+    plot: Optional[str] = field(default=None, metadata={"help": "Write the accuracy/length PNG here."})
+    compare: Optional[List[str]] = field(default=None, metadata={"help": "Other reports to add to the table and plot."})
+    batch_size: int = field(default=32, metadata={"help": "Questions decoded together."})
+    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
+    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
+    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present)."})
+    format: Optional[str] = field(default=None, metadata={"help": "Data format (default: detect)."})
+
+
+def eval_cmd(model, data, n, samples, speeds, report, plot, compare, batch_size, temperature, latent_temperature,
+             max_new_tokens, max_latent_steps, seed, device, format):
     from ponder.data.records import read_records, resolve_split
     from ponder.evaluation.evaluate import evaluate, read_report, write_report
     from ponder.evaluation.plot import plot_tradeoff
@@ -183,10 +199,10 @@ def eval_cmd(
 
     if n is not None and n < 1:
         raise PonderError(f"--n must be >= 1, got {n}")
-    others = [read_report(p) for p in compare or []]
-    data_file = resolve_split(data, "test")
-    records = read_records(data_file, fmt=fmt)[:n]
-    m = _load(model, device)
+    others = [read_report(Path(p)) for p in compare or []]
+    data_file = resolve_split(Path(data), "test")
+    records = read_records(data_file, fmt=format)[:n]
+    m = _load(Path(model), device)
     speed_list = _speeds(speeds) or _default_speeds(m)
     result = evaluate(m, records, speeds=speed_list, samples=samples, batch_size=batch_size, temperature=temperature,
                       latent_temperature=latent_temperature, max_new_tokens=max_new_tokens,
@@ -194,10 +210,10 @@ def eval_cmd(
     rows = [r for o in others for r in o["results"]] + result["results"]
     console.print(rich_table(rows, title=f"{model} on {data_file} ({len(records)} questions)"))
     if report:
-        write_report(result, report)
+        write_report(result, Path(report))
         console.print(f"report -> {report}")
     if plot:
-        plot_tradeoff(rows, plot)
+        plot_tradeoff(rows, Path(plot))
         console.print(f"plot -> {plot}")
 
 
@@ -215,22 +231,25 @@ def _default_speeds(model):
 
 
 # -- ask --------------------------------------------------------------------------------------------
-@app.command()
-def ask(
-    question: str = typer.Argument(...),
-    model: Path = typer.Option(..., "--model"),
-    speed: Optional[str] = typer.Option(None, "--speed", help="CoLaR thinking speed: 1..c_max or auto"),
-    peek: bool = typer.Option(False, "--peek", help="Show each latent step as its nearest tokens"),
-    temperature: float = typer.Option(0.0, "--temperature"),
-    latent_temperature: float = typer.Option(0.0, "--latent-temperature"),
-    max_latent_steps: int = typer.Option(64, "--max-latent-steps"),
-    device: Optional[str] = typer.Option(None, "--device"),
-):
-    """Print the model's reasoning and answer for one question."""
+@dataclass
+class AskArguments:
+    """`ponder ask`: the reasoning and answer of a model for one question."""
+
+    question: str = field(metadata={"help": "The question.", "argument": True})
+    model: str = field(metadata={"help": "A model directory."})
+    speed: Optional[str] = field(default=None, metadata={"help": "CoLaR thinking speed: 1..c_max or auto."})
+    peek: bool = field(default=False, metadata={"help": "Show each latent step as its nearest tokens."})
+    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
+    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present)."})
+
+
+def ask(question, model, speed, peek, temperature, latent_temperature, max_latent_steps, device):
     from ponder.inference.decode import Decoder
     from ponder.inference.peek import peek as peek_steps
 
-    m = _load(model, device)
+    m = _load(Path(model), device)
     g = Decoder(m, temperature=temperature, latent_temperature=latent_temperature,
                 max_latent_steps=max_latent_steps).generate([question], speed=speed)[0]
     if m.settings.reasoning == "tokens":
@@ -246,19 +265,25 @@ def ask(
 
 
 # -- bench ------------------------------------------------------------------------------------------
-@app.command()
-def bench(
-    task: str = typer.Argument(..., help="A built-in task (running-sum, arith, graph-hop) or a data directory"),
-    methods: str = typer.Option("nocot,cot,colar,colar-rl,coconut,codi,icot", "--methods", help="Comma list of methods"),
-    seeds: str = typer.Option("3", "--seeds", help="A count (3: seeds 0,1,2) or a list (0,4)"),
-    budget: str = typer.Option("default", "--budget", help="Data sizes and training steps per method (default, smoke)"),
-    out: Path = typer.Option(..., "--out", help="Folder for runs/, results.json, results.md, pareto.png"),
-    force: bool = typer.Option(False, "--force", help="Retrain and re-evaluate finished runs"),
-):
-    """Train and evaluate several methods on one task, same model size and budget; one table and one plot."""
+def bench(task, methods, seeds, budget, out, force):
     from ponder.bench import parse_methods, parse_seeds, run_bench
 
-    run_bench(task, parse_methods(methods), parse_seeds(seeds), out, budget=budget, force=force, console=console)
+    run_bench(task, parse_methods(methods), parse_seeds(seeds), Path(out), budget=budget, force=force, console=console)
+
+
+def _register():
+    from ponder.bench import BenchArguments
+    from ponder.options import add_command, options_of
+
+    add_command(app, "eval", options_of(EvalArguments, "Options"), eval_cmd,
+                "Accuracy, pass@K, reasoning length and latency; a table, a JSON report and an optional plot.")
+    add_command(app, "ask", options_of(AskArguments, "Options"), ask, "Print the model's reasoning and answer for one question.",
+                config=False)
+    add_command(app, "bench", options_of(BenchArguments, "Options"), bench,
+                "Train and evaluate several methods on one task, same model size and budget; one table and one plot.")
+
+
+_register()
 
 
 # -- quickstart -------------------------------------------------------------------------------------

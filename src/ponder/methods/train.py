@@ -8,6 +8,7 @@ Run several processes with Accelerate, e.g.::
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ METHODS = {
 # Learning rates that worked for each starting point: from scratch a tiny model wants a large one.
 DEFAULT_LR = {"tiny": 5e-4, "small": 4e-4, "base": 3e-4}
 PRETRAINED_LR, LORA_LR = 2e-5, 2e-4
+TRAIN_CONFIG = "train_config.yaml"  # the resolved settings of a run, saved in its model directory
 
 
 def method_classes(method: str):
@@ -46,55 +48,125 @@ def method_classes(method: str):
 
 def method_options(method: str) -> list[str]:
     """The options a method's config adds to ``TrainingArguments`` (what the CLI passes on for it)."""
-    from dataclasses import fields
-
     from transformers import TrainingArguments
 
     base = {f.name for f in fields(TrainingArguments)} | {"method"}
     return [f.name for f in fields(method_classes(method)[0]) if f.name not in base]
 
 
-def train(method: str, data, init: str, out, *, epochs: float = 3.0, max_steps: int = -1, lr: float | None = None,
-          batch_size: int = 32, grad_accum: int = 1, warmup: float = 0.05, scheduler: str = "cosine",
-          save_steps: int = 500, seed: int = 0, weight_decay: float = 0.0, resume: bool = False, bf16: bool | None = None,
-          data_format: str | None = None, trust_remote_code: bool = False, callbacks=None, logging_steps: int = 10,
-          **method_options):
-    """Train ``method`` on ``data`` (a file, or a directory with train.jsonl) starting from ``init``."""
-    out = Path(out)
-    cfg_cls, trainer_cls = method_classes(method)
-    records = read_records(resolve_split(data, "train"), fmt=data_format)
-    if resume and not (out / "checkpoints").is_dir():
-        raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
-    if batch_size < 1 or grad_accum < 1:
+@dataclass
+class TrainArguments:
+    """What every method's training takes besides its own config dataclass: the data, the starting model,
+    where to save, and the optimisation budget. Each field is a ``ponder train`` option and a recipe key;
+    the method's own fields (``CoLaRConfig`` ...) are added to both after these."""
+
+    data: str = field(metadata={"help": "A data file, or a directory holding train.jsonl.", "panel": "Run"})
+    init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory, or a "
+                                        "ponder model directory to continue from.", "panel": "Run"})
+    out: str = field(metadata={"help": "Output model directory (checkpoints go in OUT/checkpoints).", "panel": "Run"})
+    format: str | None = field(default=None, metadata={"help": "Data format: qsa-json, qsa-jsonl, gsm8k or icot "
+                                                                "(default: detect).", "panel": "Run"})
+    epochs: float = field(default=3.0, metadata={"help": "Passes over the data (ignored when --max-steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides --epochs when > 0."})
+    lr: float | None = field(default=None, metadata={"help": "Peak learning rate. Default: per preset (tiny 5e-4), "
+                                                             "2e-5 for a pretrained model, 2e-4 with LoRA."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per step and process."})
+    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    warmup: float = field(default=0.05, metadata={"help": "Warm-up steps (>= 1) or fraction of training (< 1)."})
+    scheduler: str = field(default="cosine", metadata={"help": "Any transformers LR schedule: cosine, linear, "
+                                                                "constant, ..."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    save_steps: int = field(default=500, metadata={"help": "Save a checkpoint every N steps."})
+    logging_steps: int = field(default=10, metadata={"help": "Log (and show) metrics every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, data order and sampling."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in OUT/checkpoints."})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on when a bf16 GPU "
+                                                               "is present)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code "
+                                                                      "(off unless you trust it)."})
+
+
+def check_options(method: str, **options):
+    """(TrainArguments, the method's config) from ``options``, without reading data or a model: an unknown
+    option, a wrong value or a missing data / init / out fails here, before anything is written."""
+    cfg_cls, _ = method_classes(method)
+    own, shared = set(method_options(method)), {f.name for f in fields(TrainArguments)}
+    unknown = sorted(set(options) - own - shared)
+    if unknown:
+        raise PonderError(f"unknown option(s) for method {method}: {', '.join(unknown)}")
+    missing = [f"--{k}" for k in ("data", "init", "out") if options.get(k) is None]
+    if missing:
+        raise PonderError(f"training needs {', '.join(missing)}")
+    run = TrainArguments(**{k: str(v) if k in ("data", "init", "out") else v for k, v in options.items() if k in shared})
+    if run.batch_size < 1 or run.grad_accum < 1:
         raise PonderError("--batch-size and --grad-accum must be >= 1")
-    if bf16 is None:
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return run, _method_config(method, run, {k: v for k, v in options.items() if k in own})
+
+
+def _method_config(method: str, run: TrainArguments, method_kw: dict):
+    """The method's config dataclass (a ``TrainingArguments``) for a run."""
+    try:
+        return method_classes(method)[0](
+            output_dir=str(Path(run.out) / "checkpoints"), method=method, num_train_epochs=run.epochs,
+            max_steps=run.max_steps, learning_rate=run.lr, per_device_train_batch_size=run.batch_size,
+            gradient_accumulation_steps=run.grad_accum, warmup_steps=run.warmup, lr_scheduler_type=run.scheduler,
+            save_strategy="steps", save_steps=run.save_steps, save_total_limit=2, logging_steps=run.logging_steps,
+            seed=run.seed, data_seed=run.seed, bf16=run.bf16, report_to="none", disable_tqdm=True,
+            remove_unused_columns=False, dataloader_num_workers=0, optim="adamw_torch", weight_decay=run.weight_decay,
+            use_cpu=not torch.cuda.is_available(), **method_kw)
+    except (TypeError, ValueError) as e:
+        raise PonderError(f"bad training option: {e}") from None
+
+
+def train(method: str, data, init: str, out, *, callbacks=None, **options):
+    """Train ``method`` on ``data`` (a file, or a directory with train.jsonl) starting from ``init``.
+
+    ``options``: any field of :class:`TrainArguments` and of the method's config dataclass (``method_options``);
+    the defaults are those dataclasses' own. The resolved settings are saved as OUT/train_config.yaml, which
+    ``ponder train --config`` reads back to repeat the run."""
+    run, _ = check_options(method, data=data, init=init, out=out, **options)
+    method_kw = {k: v for k, v in options.items() if k in method_options(method)}
+    out = Path(run.out)
+    records = read_records(resolve_split(run.data, "train"), fmt=run.format)
+    if run.resume and not (out / "checkpoints").is_dir():
+        raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
     # The tokenizer (for presets) also learns the layout's own words, so "Question:" is not 9 tokens.
     texts = [t for r in records for t in (r.question, " ".join(r.steps), r.answer)] + [
         "\n".join(f"{v}" for v in PromptLayout().to_dict().values())] * 100
-    model = init_model(init, texts, seed=seed, trust_remote_code=trust_remote_code)
-    if lr is None:  # a model continued from a preset (e.g. CoLaR on a tiny CoT model) keeps its preset's LR
-        lr = DEFAULT_LR.get(model.settings.init) or (LORA_LR if method_options.get("lora_r") else PRETRAINED_LR)
-    if method == "colar" and is_ponder_dir(init) and model.settings.method == "nocot":
+    model = init_model(run.init, texts, seed=run.seed, trust_remote_code=run.trust_remote_code)
+    if method == "colar" and is_ponder_dir(run.init) and model.settings.method == "nocot":
         raise PonderError("--init: CoLaR continues from a CoT model (or a pretrained / tiny one), not a No-CoT model")
-    try:
-        args = cfg_cls(
-            output_dir=str(out / "checkpoints"), method=method, num_train_epochs=epochs, max_steps=max_steps,
-            learning_rate=lr, per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
-            warmup_steps=warmup, lr_scheduler_type=scheduler, save_strategy="steps", save_steps=save_steps,
-            save_total_limit=2, logging_steps=logging_steps, seed=seed, data_seed=seed, bf16=bf16, report_to="none",
-            disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0, optim="adamw_torch",
-            weight_decay=weight_decay, use_cpu=not torch.cuda.is_available(), **method_options)
-    except TypeError as e:
-        raise PonderError(f"bad training option: {e}") from None
-    trainer = trainer_cls(model, args, records, callbacks=callbacks)
+    # Resolved now that the model is known: a model continued from a preset keeps its preset's LR.
+    if run.lr is None:
+        run.lr = DEFAULT_LR.get(model.settings.init) or (LORA_LR if method_kw.get("lora_r") else PRETRAINED_LR)
+    if run.bf16 is None:
+        run.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    args = _method_config(method, run, method_kw)
+    trainer = method_classes(method)[1](model, args, records, callbacks=callbacks)
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    model.settings.init = model.settings.init or init
+    trainer.train(resume_from_checkpoint=True if run.resume else None)
+    model.settings.init = model.settings.init or run.init
     if trainer.args.should_save:
         model.save(out)
         _write_train_log(out, trainer, time.perf_counter() - t0)
+        _write_train_config(out, method, run, args)
     return model, trainer
+
+
+def resolved_config(method: str, run: TrainArguments, args) -> dict:
+    """Every setting of a run, as ``--config`` reads it: the method, the run's fields (LR resolved) and
+    every field of the method's config. ``resume`` is left out: it is how a run was started, not what it trains."""
+    config = {"method": method, **{k: v for k, v in asdict(run).items() if k != "resume"}}
+    return {**config, **{k: getattr(args, k) for k in method_options(method)}}
+
+
+def _write_train_config(out: Path, method: str, run: TrainArguments, args) -> None:
+    import yaml
+
+    from ponder.data.records import atomic_write_text
+
+    text = yaml.safe_dump(resolved_config(method, run, args), sort_keys=False)
+    atomic_write_text(out / TRAIN_CONFIG, f"# ponder train --config {out / TRAIN_CONFIG} repeats this run\n{text}")
 
 
 def _write_train_log(out: Path, trainer, seconds: float) -> None:
