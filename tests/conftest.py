@@ -46,3 +46,38 @@ def colar_dir(tmp_path_factory):
                        logging_steps=10, save_steps=1000, max_compression=3)
     logs = [h for h in trainer.state.log_history if "latent_loss" in h]
     return out, logs
+
+
+# A Qwen3-style chat template: the question as the user turn; with enable_thinking=false the thinking is
+# closed at once (Qwen3's behaviour), otherwise the model opens it itself.
+QWEN3_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+def save_reasoner(path, template=QWEN3_TEMPLATE, seed=0):
+    """A tiny random Qwen3 explicit reasoner with a chat template and <think> tokens, saved like a hub
+    snapshot: what `ponder eval --model DIR` gets from a user who runs Qwen3."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from ponder.model.tokenizer import build_tokenizer
+
+    texts = ["<think> Let me add 3 and 4. That is 7. Wait, check: 3 + 4 = 7. </think> The answer is 7."] * 20
+    tok = build_tokenizer(texts, vocab_size=300)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tok.eos_token = "<|im_end|>"
+    tok.chat_template = template
+    config = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                         tie_word_embeddings=True, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    Qwen3ForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reasoner_dir(tmp_path_factory):
+    return save_reasoner(tmp_path_factory.mktemp("qwen3"))

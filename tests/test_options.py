@@ -13,8 +13,9 @@ import pytest
 import typer
 import yaml
 
-from ponder.cli import AskArguments, EvalArguments, app, main, train_options
-from ponder.methods.train import METHODS, TrainArguments, check_options, method_classes, method_options
+from ponder.arguments import AskArguments, EvalArguments, ModelArguments, TrainArguments
+from ponder.cli import app, main, train_options
+from ponder.methods.train import METHODS, check_options, method_classes, method_options
 from ponder.options import read_config
 
 from test_cli_errors import assert_one_line_error, run_cli
@@ -63,8 +64,8 @@ def test_train_help_lists_only_the_methods_options(capsys):
 def test_eval_and_ask_options_are_their_dataclass_fields(cls):
     name = {EvalArguments: "eval", AskArguments: "ask"}[cls]
     params = {p.name: p for p in typer.main.get_command(app).commands[name].params if p.name not in ("config", "help")}
-    assert sorted(params) == sorted(f.name for f in fields(cls))
-    for f in fields(cls):
+    assert sorted(params) == sorted(f.name for c in (cls, ModelArguments) for f in fields(c))
+    for f in fields(cls) + fields(ModelArguments):
         if f.default is not MISSING:
             assert params[f.name].default == f.default, f.name
 
@@ -179,3 +180,10 @@ def test_main_entry_accepts_old_method_spelling(capsys):
     code, out, _ = run_cli(capsys, "train", "--method", "codi", "--help")
     assert code == 0 and "--num-thoughts" in out
     assert main is not None
+
+
+def test_bench_default_methods_are_every_method():
+    from ponder.arguments import BenchArguments
+    from ponder.bench import ALL_METHODS
+
+    assert BenchArguments(task="t", out="o").methods == ",".join(ALL_METHODS)

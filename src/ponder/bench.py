@@ -18,7 +18,6 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ponder.data.records import atomic_write_text, read_records, resolve_split
@@ -77,19 +76,6 @@ BUDGETS = {
         "tasks": {"running-sum": {"data": {"difficulty": 3}}},
     },
 }
-
-
-@dataclass
-class BenchArguments:
-    """`ponder bench`: the options of a benchmark run (each a --config key too)."""
-
-    task: str = field(metadata={"help": "A built-in task (running-sum, arith, graph-hop, ...) or a data directory.",
-                                "argument": True})
-    out: str = field(metadata={"help": "Folder for runs/, results.json, results.md, pareto.png."})
-    methods: str = field(default=",".join(ALL_METHODS), metadata={"help": "Comma list of methods."})
-    seeds: str = field(default="3", metadata={"help": "A count (3: seeds 0,1,2) or a list (0,4)."})
-    budget: str = field(default="default", metadata={"help": "Data sizes and training steps per method (default, smoke)."})
-    force: bool = field(default=False, metadata={"help": "Retrain and re-evaluate finished runs."})
 
 
 def budget_for(name: str, task: str) -> dict:

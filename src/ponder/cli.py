@@ -16,13 +16,13 @@ Several processes: ``accelerate launch --multi_gpu --num_processes N -m ponder.c
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
+from ponder.arguments import AskArguments, BenchArguments, EvalArguments, ModelArguments
 from ponder.errors import PonderError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -142,7 +142,8 @@ def _train_method(args: list[str]):
 
 def train_options(method: str):
     """The `ponder train METHOD` options: the shared run options, then the method's own config fields."""
-    from ponder.methods.train import TrainArguments, method_classes, method_options
+    from ponder.arguments import TrainArguments
+    from ponder.methods.train import method_classes, method_options
     from ponder.options import options_of
 
     shared = set(method_options("cot"))  # CoTConfig's fields: every method has them
@@ -167,62 +168,33 @@ def _train_app(method: str) -> typer.Typer:
 
 
 # -- eval -------------------------------------------------------------------------------------------
-@dataclass
-class EvalArguments:
-    """`ponder eval`: accuracy, pass@K, reasoning length and latency of a model on a data file."""
-
-    model: str = field(metadata={"help": "A model directory."})
-    data: str = field(metadata={"help": "A data file, or a directory holding test.jsonl."})
-    n: Optional[int] = field(default=None, metadata={"help": "Only the first N examples."})
-    samples: int = field(default=1, metadata={"help": "K samples per question for pass@K (needs a temperature)."})
-    speeds: Optional[str] = field(default=None, metadata={"help": "Thinking speeds, e.g. 1,2,3 or auto (CoLaR; "
-                                                                  "default: every speed).", "aliases": ["--speed"]})
-    report: Optional[str] = field(default=None, metadata={"help": "Write the JSON report here."})
-    plot: Optional[str] = field(default=None, metadata={"help": "Write the accuracy/length PNG here."})
-    compare: Optional[List[str]] = field(default=None, metadata={"help": "Other reports to add to the table and plot."})
-    batch_size: int = field(default=32, metadata={"help": "Questions decoded together."})
-    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
-    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
-    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
-    seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
-    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present)."})
-    format: Optional[str] = field(default=None, metadata={"help": "Data format (default: detect)."})
-
-
-def eval_cmd(model, data, n, samples, speeds, report, plot, compare, batch_size, temperature, latent_temperature,
-             max_new_tokens, max_latent_steps, seed, device, format):
+def eval_cmd(**values):
     from ponder.data.records import read_records, resolve_split
     from ponder.evaluation.evaluate import evaluate, read_report, write_report
     from ponder.evaluation.plot import plot_tradeoff
     from ponder.evaluation.tables import rich_table
+    from ponder.options import build
 
-    if n is not None and n < 1:
-        raise PonderError(f"--n must be >= 1, got {n}")
-    others = [read_report(Path(p)) for p in compare or []]
-    data_file = resolve_split(Path(data), "test")
-    records = read_records(data_file, fmt=format)[:n]
-    m = _load(Path(model), device)
-    speed_list = _speeds(speeds) or _default_speeds(m)
-    result = evaluate(m, records, speeds=speed_list, samples=samples, batch_size=batch_size, temperature=temperature,
-                      latent_temperature=latent_temperature, max_new_tokens=max_new_tokens,
-                      max_latent_steps=max_latent_steps, seed=seed, model_path=str(model), data_path=str(data_file))
+    a, model_args = build(EvalArguments, values), build(ModelArguments, values)
+    if a.n is not None and a.n < 1:
+        raise PonderError(f"--n must be >= 1, got {a.n}")
+    others = [read_report(Path(p)) for p in a.compare or []]
+    data_file = resolve_split(Path(a.data), "test")
+    records = read_records(data_file, fmt=a.format)[:a.n]
+    m = model_args.load()
+    speed_list = _speeds(a.speeds) or _default_speeds(m)
+    result = evaluate(m, records, speeds=speed_list, samples=a.samples, batch_size=a.batch_size,
+                      temperature=a.temperature, latent_temperature=a.latent_temperature,
+                      max_new_tokens=a.max_new_tokens, max_latent_steps=a.max_latent_steps, seed=a.seed,
+                      model_path=model_args.model, data_path=str(data_file))
     rows = [r for o in others for r in o["results"]] + result["results"]
-    console.print(rich_table(rows, title=f"{model} on {data_file} ({len(records)} questions)"))
-    if report:
-        write_report(result, Path(report))
-        console.print(f"report -> {report}")
-    if plot:
-        plot_tradeoff(rows, Path(plot))
-        console.print(f"plot -> {plot}")
-
-
-def _load(path: Path, device: Optional[str]):
-    import torch
-
-    from ponder.model.io import load_model
-
-    return load_model(path, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    console.print(rich_table(rows, title=f"{model_args.model} on {data_file} ({len(records)} questions)"))
+    if a.report:
+        write_report(result, Path(a.report))
+        console.print(f"report -> {a.report}")
+    if a.plot:
+        plot_tradeoff(rows, Path(a.plot))
+        console.print(f"plot -> {a.plot}")
 
 
 def _default_speeds(model):
@@ -231,33 +203,24 @@ def _default_speeds(model):
 
 
 # -- ask --------------------------------------------------------------------------------------------
-@dataclass
-class AskArguments:
-    """`ponder ask`: the reasoning and answer of a model for one question."""
+def ask(**values):
+    from rich.markup import escape
 
-    question: str = field(metadata={"help": "The question.", "argument": True})
-    model: str = field(metadata={"help": "A model directory."})
-    speed: Optional[str] = field(default=None, metadata={"help": "CoLaR thinking speed: 1..c_max or auto."})
-    peek: bool = field(default=False, metadata={"help": "Show each latent step as its nearest tokens."})
-    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
-    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
-    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
-    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present)."})
-
-
-def ask(question, model, speed, peek, temperature, latent_temperature, max_latent_steps, device):
     from ponder.inference.decode import Decoder
     from ponder.inference.peek import peek as peek_steps
+    from ponder.options import build
 
-    m = _load(Path(model), device)
-    g = Decoder(m, temperature=temperature, latent_temperature=latent_temperature,
-                max_latent_steps=max_latent_steps).generate([question], speed=speed)[0]
+    a = build(AskArguments, values)
+    m = build(ModelArguments, values).load()
+    g = Decoder(m, temperature=a.temperature, latent_temperature=a.latent_temperature, max_new_tokens=a.max_new_tokens,
+                max_latent_steps=a.max_latent_steps).generate([a.question], speed=a.speed)[0]
     if m.settings.reasoning == "tokens":
-        console.print(f"[bold]reasoning[/bold] ({g.reasoning_length} tokens): {g.text.split('</think>')[0]}")
+        think_end = m.settings.layout.think_end
+        console.print(f"[bold]reasoning[/bold] ({g.reasoning_length} tokens): {escape(g.text.split(think_end)[0])}")
     elif m.settings.reasoning in ("latent", "thoughts"):
         console.print(f"[bold]reasoning[/bold]: {g.reasoning_length} latent steps at speed {g.speed}"
                       if m.settings.reasoning == "latent" else f"[bold]reasoning[/bold]: {g.reasoning_length} continuous thoughts")
-        if peek:
+        if a.peek:
             for s in peek_steps(m, g):
                 console.print(f"  step {s['step']:>2}  lm: {' | '.join(map(repr, s['lm']))}   "
                               f"nearest: {' | '.join(map(repr, s['cosine']))}")
@@ -272,12 +235,11 @@ def bench(task, methods, seeds, budget, out, force):
 
 
 def _register():
-    from ponder.bench import BenchArguments
     from ponder.options import add_command, options_of
 
-    add_command(app, "eval", options_of(EvalArguments, "Options"), eval_cmd,
+    add_command(app, "eval", options_of(ModelArguments, "Model") + options_of(EvalArguments, "Evaluation"), eval_cmd,
                 "Accuracy, pass@K, reasoning length and latency; a table, a JSON report and an optional plot.")
-    add_command(app, "ask", options_of(AskArguments, "Options"), ask, "Print the model's reasoning and answer for one question.",
+    add_command(app, "ask", options_of(AskArguments, "Options") + options_of(ModelArguments, "Model"), ask, "Print the model's reasoning and answer for one question.",
                 config=False)
     add_command(app, "bench", options_of(BenchArguments, "Options"), bench,
                 "Train and evaluate several methods on one task, same model size and budget; one table and one plot.")

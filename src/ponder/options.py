@@ -85,6 +85,13 @@ def _unpack(hint, where: str) -> tuple[type, bool, bool]:
     return hint, optional, False
 
 
+def build(cls, values: dict):
+    """An instance of dataclass ``cls`` from a generated command's values (its own fields only): a command
+    made of several dataclasses' options hands each its part."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
 # -- values from a config file -----------------------------------------------------------------------
 def check_value(source: str, opt: Option, value):
     """``value`` (from YAML) as ``opt``'s type, or a one-line error naming the file and the key."""

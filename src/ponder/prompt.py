@@ -8,6 +8,11 @@
   continue from it without a jump. No-CoT leaves it out and its prompt already ends with ``</think>``.
 * The reasoning is the steps joined by spaces. CoLaR replaces its token embeddings by compressed vectors.
 
+An explicit reasoner from outside ponder (Qwen3, R1-distill, ... as a Hugging Face directory) is asked
+through its own chat template instead (``chat_template``): the question is the user turn, the model opens
+and closes its thinking with its own delimiters (``think_start`` / ``think_end``), and the answer is the
+text after the end of thinking -- the prompt it was trained on, and the one vLLM would build.
+
 Every piece is encoded on its own and concatenated, so training sequences and inference prompts share
 their tokens exactly (a BPE merge can never cross a separator).
 """
@@ -26,6 +31,9 @@ class PromptLayout:
     speed_template: str = "Speed: {speed}\n"
     answer_template: str = "Answer: {answer}"
     step_separator: str = " "
+    chat_template: bool = False  # prompts through the tokenizer's chat template (inference of outside reasoners)
+    think_start: str = THINK_START
+    think_end: str = THINK_END
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,8 +64,17 @@ class PromptLayout:
         return [end] + self._ids(tokenizer, self.answer_template.format(answer=answer)) + [tokenizer.eos_token_id]
 
     # -- inference ------------------------------------------------------------------------------------
+    def think_ids(self, tokenizer) -> tuple[int, int]:
+        """The token ids of the thinking delimiters (each is one token: ``load_model`` checks it)."""
+        return tokenizer.convert_tokens_to_ids(self.think_start), tokenizer.convert_tokens_to_ids(self.think_end)
+
     def generation_prompt(self, tokenizer, question: str, speed: int | str | None, think: bool) -> list[int]:
         """The prompt a model continues at inference. Without thinking (No-CoT) it ends with ``</think>``."""
+        if self.chat_template:
+            # enable_thinking is read by templates that can switch thinking off (Qwen3) and ignored by others;
+            # a template that opens the thinking itself (R1-distill) ends with think_start already.
+            return list(tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                                      tokenize=True, return_dict=False, enable_thinking=think))
         ids = self.prompt_ids(tokenizer, question, speed)
         return ids if think else ids + [tokenizer.convert_tokens_to_ids(THINK_END)]
 

@@ -8,11 +8,12 @@ Run several processes with Accelerate, e.g.::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from ponder.arguments import TrainArguments
 from ponder.data.records import read_records, resolve_split
 from ponder.errors import PonderError
 from ponder.model.io import init_model, is_ponder_dir
@@ -52,38 +53,6 @@ def method_options(method: str) -> list[str]:
 
     base = {f.name for f in fields(TrainingArguments)} | {"method"}
     return [f.name for f in fields(method_classes(method)[0]) if f.name not in base]
-
-
-@dataclass
-class TrainArguments:
-    """What every method's training takes besides its own config dataclass: the data, the starting model,
-    where to save, and the optimisation budget. Each field is a ``ponder train`` option and a recipe key;
-    the method's own fields (``CoLaRConfig`` ...) are added to both after these."""
-
-    data: str = field(metadata={"help": "A data file, or a directory holding train.jsonl.", "panel": "Run"})
-    init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory, or a "
-                                        "ponder model directory to continue from.", "panel": "Run"})
-    out: str = field(metadata={"help": "Output model directory (checkpoints go in OUT/checkpoints).", "panel": "Run"})
-    format: str | None = field(default=None, metadata={"help": "Data format: qsa-json, qsa-jsonl, gsm8k or icot "
-                                                                "(default: detect).", "panel": "Run"})
-    epochs: float = field(default=3.0, metadata={"help": "Passes over the data (ignored when --max-steps > 0)."})
-    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides --epochs when > 0."})
-    lr: float | None = field(default=None, metadata={"help": "Peak learning rate. Default: per preset (tiny 5e-4), "
-                                                             "2e-5 for a pretrained model, 2e-4 with LoRA."})
-    batch_size: int = field(default=32, metadata={"help": "Examples per step and process."})
-    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
-    warmup: float = field(default=0.05, metadata={"help": "Warm-up steps (>= 1) or fraction of training (< 1)."})
-    scheduler: str = field(default="cosine", metadata={"help": "Any transformers LR schedule: cosine, linear, "
-                                                                "constant, ..."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    save_steps: int = field(default=500, metadata={"help": "Save a checkpoint every N steps."})
-    logging_steps: int = field(default=10, metadata={"help": "Log (and show) metrics every N steps."})
-    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, data order and sampling."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in OUT/checkpoints."})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on when a bf16 GPU "
-                                                               "is present)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code "
-                                                                      "(off unless you trust it)."})
 
 
 def check_options(method: str, **options):

@@ -30,7 +30,7 @@ from ponder.data.records import current_umask
 from ponder.errors import PonderError
 from ponder.model.latent_head import LatentHead
 from ponder.model.tokenizer import build_tokenizer, ensure_special_tokens
-from ponder.prompt import PromptLayout
+from ponder.prompt import THINK_END, THINK_START, PromptLayout
 
 PONDER_FILE = "ponder.json"
 HEAD_FILE = "latent_head.safetensors"
@@ -240,8 +240,15 @@ def _dtype(dtype: str | torch.dtype | None):
     return table[dtype]
 
 
-def load_model(path, device: str | None = None, dtype=None, trust_remote_code: bool = False) -> PonderModel:
-    """Load a ponder model directory, or a plain Hugging Face causal-LM directory as a fresh CoT model."""
+def load_model(path, device: str | None = None, dtype=None, trust_remote_code: bool = False,
+               chat_template: bool | None = False, think_start: str | None = None,
+               think_end: str | None = None) -> PonderModel:
+    """Load a ponder model directory, or a plain Hugging Face causal-LM directory as a CoT model.
+
+    For a Hugging Face directory (an explicit reasoner from outside ponder): ``chat_template`` asks it
+    through its tokenizer's chat template (None: when it has one; False: ponder's layout, as training from
+    it does), and ``think_start`` / ``think_end`` name its thinking delimiters (default ``<think>`` /
+    ``</think>``, added as tokens when missing)."""
     path = Path(path)
     if not path.is_dir():
         raise PonderError(f"{path}: no such model directory")
@@ -259,8 +266,12 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise PonderError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
+    if is_ponder_dir(path) and (chat_template or think_start or think_end):
+        raise PonderError(f"{path}: a ponder model is asked in the layout it was trained with; --chat-template, "
+                          "--think-start and --think-end are for Hugging Face reasoners")
     if not is_ponder_dir(path):
         settings.init = str(path)
+        settings.layout = _reasoner_layout(path, tokenizer, chat_template, think_start, think_end)
         if ensure_special_tokens(tokenizer):
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         _sync_generation_config(lm, tokenizer)
@@ -276,6 +287,21 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
     if device:
         model.to(device)
     return model
+
+
+def _reasoner_layout(path: Path, tokenizer, chat_template: bool | None, think_start: str | None,
+                     think_end: str | None) -> PromptLayout:
+    """The prompt layout of a Hugging Face model: its chat template if asked (or, with None, if it has
+    one), and its thinking delimiters, which must be single tokens so the decoder can watch for them."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template and not has_template:
+        raise PonderError(f"{path}: --chat-template: the tokenizer has no chat template")
+    vocab = tokenizer.get_vocab()
+    for option, token in (("--think-start", think_start), ("--think-end", think_end)):
+        if token is not None and token not in vocab:
+            raise PonderError(f"{path}: {option} '{token}' is not one token of this tokenizer")
+    return PromptLayout(chat_template=has_template if chat_template is None else chat_template,
+                        think_start=think_start or THINK_START, think_end=think_end or THINK_END)
 
 
 def _sync_generation_config(lm, tokenizer) -> None:

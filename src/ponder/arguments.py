@@ -1,0 +1,123 @@
+"""The options of ponder's commands, one documented dataclass each (TRL's pattern).
+
+Each field is at once a command-line option (``options.py`` generates ``--max-steps`` from ``max_steps``),
+a key of a ``--config`` YAML file, and a keyword of the Python API. A method's own training options live
+in its config dataclass (``methods/*.py``), an exit policy's in ``ExitConfig``. This module imports
+nothing heavy, so that ``ponder --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+@dataclass
+class TrainArguments:
+    """What every method's training takes besides its own config dataclass: the data, the starting model,
+    where to save, and the optimisation budget. Each field is a ``ponder train`` option and a recipe key;
+    the method's own fields (``CoLaRConfig`` ...) are added to both after these."""
+
+    data: str = field(metadata={"help": "A data file, or a directory holding train.jsonl.", "panel": "Run"})
+    init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory, or a "
+                                        "ponder model directory to continue from.", "panel": "Run"})
+    out: str = field(metadata={"help": "Output model directory (checkpoints go in OUT/checkpoints).", "panel": "Run"})
+    format: str | None = field(default=None, metadata={"help": "Data format: qsa-json, qsa-jsonl, gsm8k or icot "
+                                                                "(default: detect).", "panel": "Run"})
+    epochs: float = field(default=3.0, metadata={"help": "Passes over the data (ignored when --max-steps > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides --epochs when > 0."})
+    lr: float | None = field(default=None, metadata={"help": "Peak learning rate. Default: per preset (tiny 5e-4), "
+                                                             "2e-5 for a pretrained model, 2e-4 with LoRA."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per step and process."})
+    grad_accum: int = field(default=1, metadata={"help": "Gradient accumulation steps."})
+    warmup: float = field(default=0.05, metadata={"help": "Warm-up steps (>= 1) or fraction of training (< 1)."})
+    scheduler: str = field(default="cosine", metadata={"help": "Any transformers LR schedule: cosine, linear, "
+                                                                "constant, ..."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    save_steps: int = field(default=500, metadata={"help": "Save a checkpoint every N steps."})
+    logging_steps: int = field(default=10, metadata={"help": "Log (and show) metrics every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of the initialisation, data order and sampling."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in OUT/checkpoints."})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on when a bf16 GPU "
+                                                               "is present)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code "
+                                                                      "(off unless you trust it)."})
+
+
+@dataclass
+class ModelArguments:
+    """Which model a command runs and how it is loaded (TRL's ``ModelConfig``): `ponder eval` and `ponder ask`
+    take these options, and ``load`` reads them."""
+
+    model: str = field(metadata={"help": "A ponder model directory, or a Hugging Face causal-LM directory (e.g. an "
+                                         "explicit reasoner such as Qwen3 or R1-distill).", "panel": "Model"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present).",
+                                                        "panel": "Model"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: bfloat16 on a "
+                                                               "bf16 GPU, else float32).", "panel": "Model"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code.",
+                                                              "panel": "Model"})
+    chat_template: bool | None = field(default=None, metadata={
+        "help": "Ask a Hugging Face model through its tokenizer's chat template (default: when it has one).",
+        "panel": "Model"})
+    think_start: str | None = field(default=None, metadata={"help": "A Hugging Face reasoner's token that opens its "
+                                                                     "thinking (default: <think>).", "panel": "Model"})
+    think_end: str | None = field(default=None, metadata={"help": "... and the one that closes it (default: "
+                                                                   "</think>).", "panel": "Model"})
+
+    def load(self):
+        """The model (a ``PonderModel``), on ``device``."""
+        import torch
+
+        from ponder.model.io import load_model
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return load_model(self.model, device=device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+                          chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end)
+
+
+@dataclass
+class EvalArguments:
+    """`ponder eval`: accuracy, pass@K, reasoning length and latency of a model on a data file."""
+
+    data: str = field(metadata={"help": "A data file, or a directory holding test.jsonl."})
+    n: Optional[int] = field(default=None, metadata={"help": "Only the first N examples."})
+    samples: int = field(default=1, metadata={"help": "K samples per question for pass@K (needs a temperature)."})
+    speeds: Optional[str] = field(default=None, metadata={"help": "Thinking speeds, e.g. 1,2,3 or auto (CoLaR; "
+                                                                  "default: every speed).", "aliases": ["--speed"]})
+    report: Optional[str] = field(default=None, metadata={"help": "Write the JSON report here."})
+    plot: Optional[str] = field(default=None, metadata={"help": "Write the accuracy/length PNG here."})
+    compare: Optional[List[str]] = field(default=None, metadata={"help": "Other reports to add to the table and plot."})
+    batch_size: int = field(default=32, metadata={"help": "Questions decoded together."})
+    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
+    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
+    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
+    seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
+    format: Optional[str] = field(default=None, metadata={"help": "Data format (default: detect)."})
+
+
+@dataclass
+class AskArguments:
+    """`ponder ask`: the reasoning and answer of a model for one question."""
+
+    question: str = field(metadata={"help": "The question.", "argument": True})
+    speed: Optional[str] = field(default=None, metadata={"help": "CoLaR thinking speed: 1..c_max or auto."})
+    peek: bool = field(default=False, metadata={"help": "Show each latent step as its nearest tokens."})
+    temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
+    latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
+    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
+
+
+@dataclass
+class BenchArguments:
+    """`ponder bench`: the options of a benchmark run (each a --config key too)."""
+
+    task: str = field(metadata={"help": "A built-in task (running-sum, arith, graph-hop, ...) or a data directory.",
+                                "argument": True})
+    out: str = field(metadata={"help": "Folder for runs/, results.json, results.md, pareto.png."})
+    methods: str = field(default="nocot,cot,colar,colar-rl,coconut,codi,icot", metadata={"help": "Comma list of methods."})
+    seeds: str = field(default="3", metadata={"help": "A count (3: seeds 0,1,2) or a list (0,4)."})
+    budget: str = field(default="default", metadata={"help": "Data sizes and training steps per method (default, smoke)."})
+    force: bool = field(default=False, metadata={"help": "Retrain and re-evaluate finished runs."})
