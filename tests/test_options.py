@@ -13,7 +13,7 @@ import pytest
 import typer
 import yaml
 
-from ponder.arguments import AskArguments, EvalArguments, ModelArguments, TrainArguments
+from ponder.arguments import AskArguments, DataArguments, EvalArguments, ModelArguments, TrainArguments
 from ponder.cli import app, main, train_options
 from ponder.methods.train import METHODS, check_options, method_classes, method_options
 from ponder.options import read_config
@@ -36,9 +36,9 @@ def _train_command(method):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_train_field_is_an_option_and_a_key_with_the_same_default(method, tmp_path):
     params = {p.name: p for p in _train_command(method).params if p.name not in ("config", "help")}
-    expected = [f.name for f in fields(TrainArguments)] + method_options(method)
+    expected = [f.name for c in (DataArguments, TrainArguments) for f in fields(c)] + method_options(method)
     assert sorted(params) == sorted(expected)  # each field once, and no option that is not a field
-    defaults = {f.name: _default(f) for f in fields(TrainArguments)}
+    defaults = {f.name: _default(f) for c in (DataArguments, TrainArguments) for f in fields(c)}
     defaults.update({f.name: _default(f) for f in fields(method_classes(method)[0]) if f.name in method_options(method)})
     for name, default in defaults.items():
         if default is not MISSING:
@@ -60,12 +60,12 @@ def test_train_help_lists_only_the_methods_options(capsys):
     assert code == 0 and "colar-rl" in out and "--group-size" not in out
 
 
-@pytest.mark.parametrize("cls", [EvalArguments, AskArguments])
-def test_eval_and_ask_options_are_their_dataclass_fields(cls):
-    name = {EvalArguments: "eval", AskArguments: "ask"}[cls]
+@pytest.mark.parametrize("name, classes", [("eval", (EvalArguments, DataArguments, ModelArguments)),
+                                           ("ask", (AskArguments, ModelArguments))])
+def test_eval_and_ask_options_are_their_dataclass_fields(name, classes):
     params = {p.name: p for p in typer.main.get_command(app).commands[name].params if p.name not in ("config", "help")}
-    assert sorted(params) == sorted(f.name for c in (cls, ModelArguments) for f in fields(c))
-    for f in fields(cls) + fields(ModelArguments):
+    assert sorted(params) == sorted(f.name for c in classes for f in fields(c))
+    for f in (f for c in classes for f in fields(c)):
         if f.default is not MISSING:
             assert params[f.name].default == f.default, f.name
 
@@ -154,8 +154,8 @@ def test_every_recipe_resolves_to_a_valid_config(path):
     """Dry run: the keys and types are checked, then the method's config dataclass is built (no training)."""
     method = yaml.safe_load(path.read_text())["method"]
     values = read_config(path, train_options(method), fixed={"method": method})
-    run, config = check_options(method, **values)
-    assert run.data and run.init and run.out and config.method == method
+    run, data, config = check_options(method, **values)
+    assert data.data and run.init and run.out and config.method == method
 
 
 def test_quickstart_recipes_are_the_quickstart_budgets():

@@ -13,17 +13,45 @@ from typing import List, Optional
 
 
 @dataclass
+class DataArguments:
+    """Where the records come from (`ponder train` and `ponder eval`): a file in one of ponder's formats, a
+    folder made by `ponder data make`, or anything `datasets` reads (a hub id, a dataset saved to disk, a
+    parquet / arrow / CSV / JSON(L) file) with the names of its fields."""
+
+    data: str = field(metadata={"help": "A data file, a folder holding train/test.jsonl, a dataset saved with "
+                                        "save_to_disk, or a hub dataset id.", "panel": "Data"})
+    format: Optional[str] = field(default=None, metadata={"help": "ponder's readers: qsa-json, qsa-jsonl, gsm8k or "
+                                                                  "icot (default: detect).", "panel": "Data"})
+    split: Optional[str] = field(default=None, metadata={"help": "The split to read (default: train for training, "
+                                                                 "test for evaluation).", "panel": "Data"})
+    subset: Optional[str] = field(default=None, metadata={"help": "A hub dataset's configuration name.",
+                                                          "panel": "Data"})
+    data_revision: Optional[str] = field(default=None, metadata={"help": "A hub dataset's branch, tag or commit.",
+                                                                 "panel": "Data"})
+    question_field: str = field(default="question", metadata={"help": "The column holding the question.",
+                                                               "panel": "Data"})
+    steps_field: str = field(default="steps", metadata={
+        "help": "The column holding the reasoning: a list of steps, or one string split into its <<...>> "
+                "equations if it has any, else into lines.", "panel": "Data"})
+    answer_field: str = field(default="answer", metadata={"help": "The column holding the answer ('... #### 42' "
+                                                                  "keeps 42).", "panel": "Data"})
+
+    def records(self, default_split: str):
+        """The records of the split (a list, or a lazy view over a ``datasets`` table)."""
+        from ponder.data.hub import read_split
+
+        return read_split(self, self.split or default_split)
+
+
+@dataclass
 class TrainArguments:
     """What every method's training takes besides its own config dataclass: the data, the starting model,
     where to save, and the optimisation budget. Each field is a ``ponder train`` option and a recipe key;
     the method's own fields (``CoLaRConfig`` ...) are added to both after these."""
 
-    data: str = field(metadata={"help": "A data file, or a directory holding train.jsonl.", "panel": "Run"})
     init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory, or a "
                                         "ponder model directory to continue from.", "panel": "Run"})
     out: str = field(metadata={"help": "Output model directory (checkpoints go in OUT/checkpoints).", "panel": "Run"})
-    format: str | None = field(default=None, metadata={"help": "Data format: qsa-json, qsa-jsonl, gsm8k or icot "
-                                                                "(default: detect).", "panel": "Run"})
     epochs: float = field(default=3.0, metadata={"help": "Passes over the data (ignored when --max-steps > 0)."})
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides --epochs when > 0."})
     lr: float | None = field(default=None, metadata={"help": "Peak learning rate. Default: per preset (tiny 5e-4), "
@@ -80,7 +108,6 @@ class ModelArguments:
 class EvalArguments:
     """`ponder eval`: accuracy, pass@K, reasoning length and latency of a model on a data file."""
 
-    data: str = field(metadata={"help": "A data file, or a directory holding test.jsonl."})
     n: Optional[int] = field(default=None, metadata={"help": "Only the first N examples."})
     samples: int = field(default=1, metadata={"help": "K samples per question for pass@K (needs a temperature)."})
     speeds: Optional[str] = field(default=None, metadata={"help": "Thinking speeds, e.g. 1,2,3 or auto (CoLaR; "
@@ -94,7 +121,6 @@ class EvalArguments:
     max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
     max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
-    format: Optional[str] = field(default=None, metadata={"help": "Data format (default: detect)."})
 
 
 @dataclass

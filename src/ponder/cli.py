@@ -22,7 +22,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ponder.arguments import AskArguments, BenchArguments, EvalArguments, ModelArguments
+from ponder.arguments import AskArguments, BenchArguments, DataArguments, EvalArguments, ModelArguments
 from ponder.errors import PonderError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -142,14 +142,14 @@ def _train_method(args: list[str]):
 
 def train_options(method: str):
     """The `ponder train METHOD` options: the shared run options, then the method's own config fields."""
-    from ponder.arguments import TrainArguments
+    from ponder.arguments import DataArguments, TrainArguments
     from ponder.methods.train import method_classes, method_options
     from ponder.options import options_of
 
     shared = set(method_options("cot"))  # CoTConfig's fields: every method has them
     own = [n for n in method_options(method) if n not in shared]
     config = method_classes(method)[0]
-    return (options_of(TrainArguments, "Training") + options_of(config, "Training", [n for n in method_options(method) if n in shared])
+    return (options_of(DataArguments, "Data") + options_of(TrainArguments, "Training") + options_of(config, "Training", [n for n in method_options(method) if n in shared])
             + options_of(config, f"{method} options", own))
 
 
@@ -169,26 +169,25 @@ def _train_app(method: str) -> typer.Typer:
 
 # -- eval -------------------------------------------------------------------------------------------
 def eval_cmd(**values):
-    from ponder.data.records import read_records, resolve_split
     from ponder.evaluation.evaluate import evaluate, read_report, write_report
     from ponder.evaluation.plot import plot_tradeoff
     from ponder.evaluation.tables import rich_table
     from ponder.options import build
 
-    a, model_args = build(EvalArguments, values), build(ModelArguments, values)
+    a, model_args, data_args = build(EvalArguments, values), build(ModelArguments, values), build(DataArguments, values)
     if a.n is not None and a.n < 1:
         raise PonderError(f"--n must be >= 1, got {a.n}")
     others = [read_report(Path(p)) for p in a.compare or []]
-    data_file = resolve_split(Path(a.data), "test")
-    records = read_records(data_file, fmt=a.format)[:a.n]
+    records = data_args.records("test")[:a.n]
+    data_name = data_args.data
     m = model_args.load()
     speed_list = _speeds(a.speeds) or _default_speeds(m)
     result = evaluate(m, records, speeds=speed_list, samples=a.samples, batch_size=a.batch_size,
                       temperature=a.temperature, latent_temperature=a.latent_temperature,
                       max_new_tokens=a.max_new_tokens, max_latent_steps=a.max_latent_steps, seed=a.seed,
-                      model_path=model_args.model, data_path=str(data_file))
+                      model_path=model_args.model, data_path=data_name)
     rows = [r for o in others for r in o["results"]] + result["results"]
-    console.print(rich_table(rows, title=f"{model_args.model} on {data_file} ({len(records)} questions)"))
+    console.print(rich_table(rows, title=f"{model_args.model} on {data_name} ({len(records)} questions)"))
     if a.report:
         write_report(result, Path(a.report))
         console.print(f"report -> {a.report}")
@@ -237,7 +236,8 @@ def bench(task, methods, seeds, budget, out, force):
 def _register():
     from ponder.options import add_command, options_of
 
-    add_command(app, "eval", options_of(ModelArguments, "Model") + options_of(EvalArguments, "Evaluation"), eval_cmd,
+    add_command(app, "eval", options_of(ModelArguments, "Model") + options_of(DataArguments, "Data")
+                + options_of(EvalArguments, "Evaluation"), eval_cmd,
                 "Accuracy, pass@K, reasoning length and latency; a table, a JSON report and an optional plot.")
     add_command(app, "ask", options_of(AskArguments, "Options") + options_of(ModelArguments, "Model"), ask, "Print the model's reasoning and answer for one question.",
                 config=False)

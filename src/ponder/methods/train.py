@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ponder.arguments import TrainArguments
-from ponder.data.records import read_records, resolve_split
+from ponder.arguments import DataArguments, TrainArguments
 from ponder.errors import PonderError
 from ponder.model.io import init_model, is_ponder_dir
 from ponder.prompt import PromptLayout
@@ -56,20 +55,24 @@ def method_options(method: str) -> list[str]:
 
 
 def check_options(method: str, **options):
-    """(TrainArguments, the method's config) from ``options``, without reading data or a model: an unknown
-    option, a wrong value or a missing data / init / out fails here, before anything is written."""
-    cfg_cls, _ = method_classes(method)
-    own, shared = set(method_options(method)), {f.name for f in fields(TrainArguments)}
-    unknown = sorted(set(options) - own - shared)
+    """(TrainArguments, DataArguments, the method's config) from ``options``, without reading data or a model:
+    an unknown option, a wrong value or a missing data / init / out fails here, before anything is written."""
+    own, shared, data = (set(method_options(method)), {f.name for f in fields(TrainArguments)},
+                         {f.name for f in fields(DataArguments)})
+    unknown = sorted(set(options) - own - shared - data)
     if unknown:
         raise PonderError(f"unknown option(s) for method {method}: {', '.join(unknown)}")
     missing = [f"--{k}" for k in ("data", "init", "out") if options.get(k) is None]
     if missing:
         raise PonderError(f"training needs {', '.join(missing)}")
-    run = TrainArguments(**{k: str(v) if k in ("data", "init", "out") else v for k, v in options.items() if k in shared})
+
+    def paths(names):  # path-like values as the strings the dataclasses hold
+        return {k: str(v) if k in ("data", "init", "out") else v for k, v in options.items() if k in names}
+
+    run, data_args = TrainArguments(**paths(shared)), DataArguments(**paths(data))
     if run.batch_size < 1 or run.grad_accum < 1:
         raise PonderError("--batch-size and --grad-accum must be >= 1")
-    return run, _method_config(method, run, {k: v for k, v in options.items() if k in own})
+    return run, data_args, _method_config(method, run, {k: v for k, v in options.items() if k in own})
 
 
 def _method_config(method: str, run: TrainArguments, method_kw: dict):
@@ -93,10 +96,10 @@ def train(method: str, data, init: str, out, *, callbacks=None, **options):
     ``options``: any field of :class:`TrainArguments` and of the method's config dataclass (``method_options``);
     the defaults are those dataclasses' own. The resolved settings are saved as OUT/train_config.yaml, which
     ``ponder train --config`` reads back to repeat the run."""
-    run, _ = check_options(method, data=data, init=init, out=out, **options)
+    run, data_args, _ = check_options(method, data=data, init=init, out=out, **options)
     method_kw = {k: v for k, v in options.items() if k in method_options(method)}
     out = Path(run.out)
-    records = read_records(resolve_split(run.data, "train"), fmt=run.format)
+    records = data_args.records("train")
     if run.resume and not (out / "checkpoints").is_dir():
         raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
     # The tokenizer (for presets) also learns the layout's own words, so "Question:" is not 9 tokens.
@@ -118,23 +121,23 @@ def train(method: str, data, init: str, out, *, callbacks=None, **options):
     if trainer.args.should_save:
         model.save(out)
         _write_train_log(out, trainer, time.perf_counter() - t0)
-        _write_train_config(out, method, run, args)
+        _write_train_config(out, method, data_args, run, args)
     return model, trainer
 
 
-def resolved_config(method: str, run: TrainArguments, args) -> dict:
-    """Every setting of a run, as ``--config`` reads it: the method, the run's fields (LR resolved) and
-    every field of the method's config. ``resume`` is left out: it is how a run was started, not what it trains."""
-    config = {"method": method, **{k: v for k, v in asdict(run).items() if k != "resume"}}
+def resolved_config(method: str, data: DataArguments, run: TrainArguments, args) -> dict:
+    """Every setting of a run, as ``--config`` reads it: the method, the data, the run's fields (LR resolved)
+    and every field of the method's config. ``resume`` is left out: it is how a run was started, not what it trains."""
+    config = {"method": method, **asdict(data), **{k: v for k, v in asdict(run).items() if k != "resume"}}
     return {**config, **{k: getattr(args, k) for k in method_options(method)}}
 
 
-def _write_train_config(out: Path, method: str, run: TrainArguments, args) -> None:
+def _write_train_config(out: Path, method: str, data: DataArguments, run: TrainArguments, args) -> None:
     import yaml
 
     from ponder.data.records import atomic_write_text
 
-    text = yaml.safe_dump(resolved_config(method, run, args), sort_keys=False)
+    text = yaml.safe_dump(resolved_config(method, data, run, args), sort_keys=False)
     atomic_write_text(out / TRAIN_CONFIG, f"# ponder train --config {out / TRAIN_CONFIG} repeats this run\n{text}")
 
 
