@@ -91,3 +91,47 @@ def test_format_is_for_ponder_readers_only(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train", "cot", "--data", tmp_path / "d.parquet", *MAPPING, "--format", "icot",
                            "--init", "tiny", "--out", tmp_path / "m")
     assert_one_line_error(code, err, "--format icot")
+
+
+def _hub_env(tmp_path, offline=True):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _ponder(env, *argv):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ponder.cli", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_model_hub_id_offline_is_one_line_naming_it(tmp_path, rs_dir):
+    r = _ponder(_hub_env(tmp_path), "train", "cot", "--data", rs_dir, "--init", "nobody/no-such-model",
+                "--out", tmp_path / "m")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: nobody/no-such-model: not a local directory") and "--local-dir" in r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_hub_snapshot_in_the_cache_loads_by_id(tmp_path, rs_dir, reasoner_dir):
+    """A model in the Hugging Face cache layout (models--org--name/snapshots/<commit>, refs/main) is found
+    by its hub id with the hub offline, by `--init` (training) and `--model` (asking)."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--someone--tiny-qwen3"
+    shutil.copytree(reasoner_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = _hub_env(tmp_path)
+    r = _ponder(env, "train", "cot", "--data", rs_dir, "--init", "someone/tiny-qwen3", "--out", tmp_path / "m",
+                "--max-steps", "1", "--batch-size", "4")
+    assert r.returncode == 0, r.stderr
+    r = _ponder(env, "ask", "3 4", "--model", "someone/tiny-qwen3", "--max-new-tokens", "4")
+    assert r.returncode == 0 and "answer" in r.stdout, r.stderr

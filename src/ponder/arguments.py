@@ -49,8 +49,8 @@ class TrainArguments:
     where to save, and the optimisation budget. Each field is a ``ponder train`` option and a recipe key;
     the method's own fields (``CoLaRConfig`` ...) are added to both after these."""
 
-    init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory, or a "
-                                        "ponder model directory to continue from.", "panel": "Run"})
+    init: str = field(metadata={"help": "tiny | small | base (from scratch), a Hugging Face model directory or hub "
+                                        "id, or a ponder model directory to continue from.", "panel": "Run"})
     out: str = field(metadata={"help": "Output model directory (checkpoints go in OUT/checkpoints).", "panel": "Run"})
     epochs: float = field(default=3.0, metadata={"help": "Passes over the data (ignored when --max-steps > 0)."})
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides --epochs when > 0."})
@@ -70,6 +70,7 @@ class TrainArguments:
                                                                "is present)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code "
                                                                       "(off unless you trust it)."})
+    revision: str | None = field(default=None, metadata={"help": "With --init a hub id: its branch, tag or commit."})
 
 
 @dataclass
@@ -77,14 +78,16 @@ class ModelArguments:
     """Which model a command runs and how it is loaded (TRL's ``ModelConfig``): `ponder eval` and `ponder ask`
     take these options, and ``load`` reads them."""
 
-    model: str = field(metadata={"help": "A ponder model directory, or a Hugging Face causal-LM directory (e.g. an "
-                                         "explicit reasoner such as Qwen3 or R1-distill).", "panel": "Model"})
+    model: str = field(metadata={"help": "A ponder model directory, a Hugging Face causal-LM directory or hub id "
+                                         "(e.g. an explicit reasoner such as Qwen3 or R1-distill).", "panel": "Model"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if present).",
                                                         "panel": "Model"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16 or float16 (default: bfloat16 on a "
                                                                "bf16 GPU, else float32).", "panel": "Model"})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code.",
                                                               "panel": "Model"})
+    revision: str | None = field(default=None, metadata={"help": "With a hub id: its branch, tag or commit.",
+                                                          "panel": "Model"})
     chat_template: bool | None = field(default=None, metadata={
         "help": "Ask a Hugging Face model through its tokenizer's chat template (default: when it has one).",
         "panel": "Model"})
@@ -101,7 +104,8 @@ class ModelArguments:
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return load_model(self.model, device=device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-                          chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end)
+                          chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end,
+                          revision=self.revision)
 
 
 @dataclass

@@ -240,16 +240,40 @@ def _dtype(dtype: str | torch.dtype | None):
     return table[dtype]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# What a model needs from a hub repository (not its other weight formats: .bin, .onnx, .gguf, ...).
+_MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.tiktoken", "*.txt"]
+
+
+def resolve_model(name, revision: str | None = None) -> Path:
+    """A model directory: ``name`` itself when it is a local path, else the snapshot of hub repository
+    ``name`` (``revision``: a branch, tag or commit) in the Hugging Face cache, downloaded if needed. The
+    usual variables apply (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1`` to use the cache only)."""
+    path = Path(name)
+    if path.exists() or not _HUB_ID.match(str(name)):
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # our one-line error says what failed
+    try:
+        with _quiet_progress():
+            return Path(snapshot_download(str(name), revision=revision, allow_patterns=_MODEL_FILES))
+    except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all end the same way for the user
+        raise PonderError(f"{name}: not a local directory, and the Hugging Face hub gave no copy ({type(e).__name__}); "
+                          f"download it (hf download {name} --local-dir DIR) and pass DIR") from None
+
+
 def load_model(path, device: str | None = None, dtype=None, trust_remote_code: bool = False,
                chat_template: bool | None = False, think_start: str | None = None,
-               think_end: str | None = None) -> PonderModel:
+               think_end: str | None = None, revision: str | None = None) -> PonderModel:
     """Load a ponder model directory, or a plain Hugging Face causal-LM directory as a CoT model.
 
     For a Hugging Face directory (an explicit reasoner from outside ponder): ``chat_template`` asks it
     through its tokenizer's chat template (None: when it has one; False: ponder's layout, as training from
     it does), and ``think_start`` / ``think_end`` name its thinking delimiters (default ``<think>`` /
-    ``</think>``, added as tokens when missing)."""
-    path = Path(path)
+    ``</think>``, added as tokens when missing). ``path`` may also be a hub id (see ``resolve_model``)."""
+    path = resolve_model(path, revision)
     if not path.is_dir():
         raise PonderError(f"{path}: no such model directory")
     if not (path / "config.json").is_file():
@@ -328,10 +352,12 @@ def build_model(preset: str, texts, seed: int = 0) -> PonderModel:
     return PonderModel(lm, tokenizer, PonderSettings(init=preset))
 
 
-def init_model(init: str, texts, seed: int = 0, trust_remote_code: bool = False, dtype=None) -> PonderModel:
-    """``--init``: a preset name builds from scratch; a path loads a ponder or Hugging Face model."""
+def init_model(init: str, texts, seed: int = 0, trust_remote_code: bool = False, dtype=None,
+               revision: str | None = None) -> PonderModel:
+    """``--init``: a preset name builds from scratch; a path or a hub id loads a ponder or Hugging Face model."""
     if init in PRESETS:
         return build_model(init, texts, seed=seed)
-    if not Path(init).exists():
-        raise PonderError(f"--init: '{init}' is neither a preset ({', '.join(PRESETS)}) nor an existing directory")
-    return load_model(init, dtype=dtype, trust_remote_code=trust_remote_code)
+    if not Path(init).exists() and not _HUB_ID.match(init):
+        raise PonderError(f"--init: '{init}' is neither a preset ({', '.join(PRESETS)}), an existing directory "
+                          "nor a hub id (org/name)")
+    return load_model(init, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision)
