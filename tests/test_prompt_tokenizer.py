@@ -15,7 +15,7 @@ def tok():
     records = [r for task in ("running-sum", "arith", "graph-hop")
                for r in make_splits(task, 60, 0, 0, seed=0)["train"]]
     texts = [t for r in records for t in (r.question, " ".join(r.steps), r.answer)]
-    texts += ["\n".join(PromptLayout().to_dict().values())] * 20
+    texts += [PromptLayout().words()] * 20
     return build_tokenizer(texts)
 
 
@@ -167,4 +167,5 @@ def test_parse_answer_custom_template():
     assert layout.parse_answer("The answer is 42.") == "42"
     assert layout.parse_answer("  The answer is wug. ") == "wug"
     assert layout.to_dict() == {"question_template": "Question: {question}\n", "speed_template": "Speed: {speed}\n",
-                                "answer_template": "The answer is {answer}.", "step_separator": " "}
+                                "answer_template": "The answer is {answer}.", "step_separator": " ",
+                                "chat_template": False, "think_start": "<think>", "think_end": "</think>"}

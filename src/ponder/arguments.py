@@ -71,6 +71,9 @@ class TrainArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "Run a model directory's own Python code "
                                                                       "(off unless you trust it)."})
     revision: str | None = field(default=None, metadata={"help": "With --init a hub id: its branch, tag or commit."})
+    chat_template: bool | None = field(default=None, metadata={
+        "help": "Train through the tokenizer's chat template (default: when --init has one); --no-chat-template "
+                "keeps ponder's plain layout."})
 
 
 @dataclass
@@ -105,7 +108,7 @@ class ModelArguments:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return load_model(self.model, device=device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
                           chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end,
-                          revision=self.revision)
+                          revision=self.revision, reasoner=True)
 
 
 @dataclass

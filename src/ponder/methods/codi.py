@@ -24,7 +24,6 @@ from ponder.errors import PonderError
 from ponder.methods.batch import Pieces
 from ponder.methods.thoughts import unroll
 from ponder.methods.trainer import CoTConfig, CoTTrainer
-from ponder.prompt import THINK_END
 
 
 @dataclass
@@ -83,7 +82,7 @@ class CODITrainer(CoTTrainer):
         teacher = super().make_batch(inputs, speed, 1, 1, generator)
         student = super().make_batch(inputs, speed, 1, 1, generator, pieces=Pieces(p.questions, [[]] * len(p), p.answers),
                                      thoughts=[self.args.num_thoughts] * len(p))
-        end = tok.convert_tokens_to_ids(THINK_END)
+        end = lay.think_ids(tok)[1]
         k = torch.tensor([answer_prefix_length(tok, lay, a) for a in p.answers], device=teacher["input_ids"].device)
         at = lambda b: (b["input_ids"] == end).long().argmax(1) + k  # noqa: E731
         return {"teacher": teacher, "student": student, "teacher_at": at(teacher), "student_at": at(student)}

@@ -39,7 +39,6 @@ from ponder.evaluation.answers import answers_match
 from ponder.inference.decode import Decoder, check_speed
 from ponder.methods.trainer import CoTConfig, CoTTrainer
 from ponder.model.latent_head import LatentHead
-from ponder.prompt import THINK_END
 
 # How a latent's Gaussian log-density enters the objective (CoLaRRLConfig.latent_logprob says why).
 LATENT_LOGPROBS = ("mean", "sum")
@@ -174,7 +173,7 @@ def layout_rollout(model, prompts: list[list[int]], latents: list[torch.Tensor],
     """The sequences the decoder produced, re-laid with the decoder's own positions (see inference/decode.py):
     prompt 0..P-1, latent k at (P-1) + (k+1)*stretch, then </think> and the answer tokens one after another."""
     tok, device = model.tokenizer, model.device
-    think_end = tok.convert_tokens_to_ids(THINK_END)
+    think_end = model.settings.layout.think_ids(tok)[1]
     ids, pos, lat_slot, lat_at, stop_at, tok_at, tok_val = [], [], [], [], [], [], []
     for p, z, a, s, stop in zip(prompts, latents, answers, stretches, stopped or [False] * len(prompts)):
         P, m = len(p), z.shape[0]
@@ -273,7 +272,7 @@ class CoLaRRLTrainer(CoTTrainer):
         logits = out.logits.float()
         if self.args.stop_policy:
             # One action per latent step: "go on" (1 - p(</think>)) and this latent; the chain's end: "stop".
-            end = torch.log_softmax(logits, -1)[..., self.ponder.tokenizer.convert_tokens_to_ids(THINK_END)]
+            end = torch.log_softmax(logits, -1)[..., self.ponder.settings.layout.think_ids(self.ponder.tokenizer)[1]]
             go_on = torch.log(-torch.expm1(end.clamp(max=-1e-6)))
             latent = torch.where(ro.stop_at, end, latent + go_on)
         if self.args.answer_temperature > 0:

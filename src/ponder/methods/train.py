@@ -104,8 +104,9 @@ def train(method: str, data, init: str, out, *, callbacks=None, **options):
         raise PonderError(f"--resume: {out / 'checkpoints'} does not exist (nothing to resume)")
     # The tokenizer (for presets) also learns the layout's own words, so "Question:" is not 9 tokens.
     texts = [t for r in records for t in (r.question, " ".join(r.steps), r.answer)] + [
-        "\n".join(f"{v}" for v in PromptLayout().to_dict().values())] * 100
-    model = init_model(run.init, texts, seed=run.seed, trust_remote_code=run.trust_remote_code, revision=run.revision)
+        PromptLayout().words()] * 100
+    model = init_model(run.init, texts, seed=run.seed, trust_remote_code=run.trust_remote_code, revision=run.revision,
+                       chat_template=run.chat_template)
     if method == "colar" and is_ponder_dir(run.init) and model.settings.method == "nocot":
         raise PonderError("--init: CoLaR continues from a CoT model (or a pretrained / tiny one), not a No-CoT model")
     # Resolved now that the model is known: a model continued from a preset keeps its preset's LR.

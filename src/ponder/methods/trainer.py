@@ -19,7 +19,6 @@ from transformers.trainer_callback import PrinterCallback
 from ponder.data.records import Record
 from ponder.errors import PonderError
 from ponder.methods.batch import Pieces, build_batch
-from ponder.prompt import THINK_START
 
 
 @dataclass
@@ -177,7 +176,7 @@ class CoTTrainer(Trainer):
         """The step's batch from the collator's output (methods may alter ``pieces`` or add ``thoughts``)."""
         tok, lay = self.ponder.tokenizer, self.ponder.settings.layout
         return build_batch(self.ponder, inputs["pieces"] if pieces is None else pieces, lay.speed_ids(tok, speed),
-                           tok.convert_tokens_to_ids(THINK_START), c=c, stretch=stretch,
+                           lay.think_ids(tok)[0], c=c, stretch=stretch,
                            think=self.args.method != "nocot", mode=getattr(self.args, "compression", "sum"),
                            generator=generator, thoughts=thoughts)
 
@@ -230,6 +229,4 @@ def _touch_latent_outputs(out) -> torch.Tensor | float:
 
 
 def _new_token_ids(model) -> list[int]:
-    from ponder.prompt import THINK_END
-
-    return [model.tokenizer.convert_tokens_to_ids(t) for t in (THINK_START, THINK_END)]
+    return list(model.settings.layout.think_ids(model.tokenizer))

@@ -266,13 +266,14 @@ def resolve_model(name, revision: str | None = None) -> Path:
 
 def load_model(path, device: str | None = None, dtype=None, trust_remote_code: bool = False,
                chat_template: bool | None = False, think_start: str | None = None,
-               think_end: str | None = None, revision: str | None = None) -> PonderModel:
+               think_end: str | None = None, revision: str | None = None, reasoner: bool = False) -> PonderModel:
     """Load a ponder model directory, or a plain Hugging Face causal-LM directory as a CoT model.
 
-    For a Hugging Face directory (an explicit reasoner from outside ponder): ``chat_template`` asks it
-    through its tokenizer's chat template (None: when it has one; False: ponder's layout, as training from
-    it does), and ``think_start`` / ``think_end`` name its thinking delimiters (default ``<think>`` /
-    ``</think>``, added as tokens when missing). ``path`` may also be a hub id (see ``resolve_model``)."""
+    For a Hugging Face directory: ``chat_template`` prompts through its tokenizer's chat template (None:
+    when it has one), ``think_start`` / ``think_end`` name its thinking delimiters (default ``<think>`` /
+    ``</think>``, added as tokens when missing), and ``reasoner`` asks it as the explicit reasoner it
+    already is (no speed marker, a free-form answer) rather than as a model about to be trained.
+    ``path`` may also be a hub id (see ``resolve_model``)."""
     path = resolve_model(path, revision)
     if not path.is_dir():
         raise PonderError(f"{path}: no such model directory")
@@ -295,7 +296,7 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
                           "--think-start and --think-end are for Hugging Face reasoners")
     if not is_ponder_dir(path):
         settings.init = str(path)
-        settings.layout = _reasoner_layout(path, tokenizer, chat_template, think_start, think_end)
+        settings.layout = _hf_layout(path, tokenizer, chat_template, think_start, think_end, reasoner)
         if ensure_special_tokens(tokenizer):
             lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         _sync_generation_config(lm, tokenizer)
@@ -313,8 +314,8 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
     return model
 
 
-def _reasoner_layout(path: Path, tokenizer, chat_template: bool | None, think_start: str | None,
-                     think_end: str | None) -> PromptLayout:
+def _hf_layout(path: Path, tokenizer, chat_template: bool | None, think_start: str | None, think_end: str | None,
+               reasoner: bool) -> PromptLayout:
     """The prompt layout of a Hugging Face model: its chat template if asked (or, with None, if it has
     one), and its thinking delimiters, which must be single tokens so the decoder can watch for them."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -324,8 +325,10 @@ def _reasoner_layout(path: Path, tokenizer, chat_template: bool | None, think_st
     for option, token in (("--think-start", think_start), ("--think-end", think_end)):
         if token is not None and token not in vocab:
             raise PonderError(f"{path}: {option} '{token}' is not one token of this tokenizer")
-    return PromptLayout(chat_template=has_template if chat_template is None else chat_template,
-                        think_start=think_start or THINK_START, think_end=think_end or THINK_END)
+    chat = has_template if chat_template is None else chat_template
+    outside = {"speed_template": "", "answer_template": "{answer}"} if reasoner and chat else {}
+    return PromptLayout(chat_template=chat, think_start=think_start or THINK_START, think_end=think_end or THINK_END,
+                        **outside)
 
 
 def _sync_generation_config(lm, tokenizer) -> None:
@@ -353,11 +356,15 @@ def build_model(preset: str, texts, seed: int = 0) -> PonderModel:
 
 
 def init_model(init: str, texts, seed: int = 0, trust_remote_code: bool = False, dtype=None,
-               revision: str | None = None) -> PonderModel:
+               revision: str | None = None, chat_template: bool | None = None) -> PonderModel:
     """``--init``: a preset name builds from scratch; a path or a hub id loads a ponder or Hugging Face model."""
     if init in PRESETS:
+        if chat_template:
+            raise PonderError("--chat-template: a preset has no chat template (it is built from scratch)")
         return build_model(init, texts, seed=seed)
     if not Path(init).exists() and not _HUB_ID.match(init):
         raise PonderError(f"--init: '{init}' is neither a preset ({', '.join(PRESETS)}), an existing directory "
                           "nor a hub id (org/name)")
-    return load_model(init, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision)
+    # A ponder model goes on in the layout it was trained with (load_model refuses a --chat-template for it).
+    return load_model(init, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision,
+                      chat_template=chat_template if chat_template or not is_ponder_dir(init) else False)
