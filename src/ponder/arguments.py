@@ -35,6 +35,11 @@ class DataArguments:
                 "equations if it has any, else into lines.", "panel": "Data"})
     answer_field: str = field(default="answer", metadata={"help": "The column holding the answer ('... #### 42' "
                                                                   "keeps 42).", "panel": "Data"})
+    steps: Optional[str] = field(default=None, metadata={
+        "help": "How a reasoning text splits into steps: 'lines', or 'equations' (only its <<...>> annotations). "
+                "Default: lines for GSM8K files; for datasets, equations when there are any, else lines (iCoT "
+                "text: always its equations).",
+        "panel": "Data"})
 
     def records(self, default_split: str):
         """The records of the split (a list, or a lazy view over a ``datasets`` table)."""
@@ -128,6 +133,10 @@ class EvalArguments:
     max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
     max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
+    scoring: str = field(default="ponder", metadata={
+        "help": "How an answer is judged: ponder (the decoded answer; numbers as numbers), lm-eval-strict / "
+                "lm-eval-flexible (lm-evaluation-harness GSM8K: the first '#### N' / the last number of the text), "
+                "boxed (the last \\boxed{...})."})
 
 
 @dataclass
@@ -154,3 +163,89 @@ class BenchArguments:
     seeds: str = field(default="3", metadata={"help": "A count (3: seeds 0,1,2) or a list (0,4)."})
     budget: str = field(default="default", metadata={"help": "Data sizes and training steps per method (default, smoke)."})
     force: bool = field(default=False, metadata={"help": "Retrain and re-evaluate finished runs."})
+
+
+POLICIES = ("none", "budget", "convergence", "confidence", "trim", "nowait")
+_PANEL = "Exit policy"
+
+
+def _exit_field(default, help: str):
+    return field(default=default, metadata={"help": help, "panel": _PANEL})
+
+
+@dataclass
+class ExitConfig:
+    """When an explicit reasoner (cot, icot, a Hugging Face reasoner) stops thinking: the exit policy and its
+    parameters, each defaulted to its paper's published value (``inference/exits.py`` implements them).
+    `ponder eval --exit convergence --patience 3`, and in Python
+    ``Decoder(model, exit=ExitConfig(exit="confidence", threshold=0.9))``.
+
+    Comma lists are plain strings (``"Wait,\\n\\n"``: ``\\n`` is read as a newline)."""
+
+    exit: str = _exit_field("none", "none | budget (s1: at most --budget thinking tokens) | convergence (Dynasor-CoT: "
+                                    "stop at --patience equal probe answers) | confidence (DEER: probe at --markers, "
+                                    "stop at --threshold) | trim (TrimR: stop after --agree agreeing thoughts) | "
+                                    "nowait (NoWait: the --suppress words are never written).")
+    budget: Optional[int] = _exit_field(None, "budget: the most thinking tokens, then the end of thinking and the "
+                                              "answer cue are forced (s1; 0 closes the thinking at once). trim: the "
+                                              "budget whose half arms the under-thinking guard (default: "
+                                              "--max-new-tokens).")
+    wait: int = _exit_field(0, "budget: write 'Wait' instead of the model's own end of thinking, up to this many "
+                               "times (s1's way to think longer; s1 tried 2, 4, 6).")
+    probe_every: int = _exit_field(32, "convergence: probe every N thinking tokens (Dynasor-CoT: 32).")
+    patience: int = _exit_field(3, "convergence: stop when this many probe answers in a row are equal and non-empty "
+                                   "(Dynasor-CoT: 3).")
+    hedges: str = _exit_field("wait,hold,but,okay,no,hmm", "convergence: a probe whose text holds one of these words "
+                                                           "(any case, whole words) blocks the stop (Dynasor-CoT's "
+                                                           "list).")
+    markers: str = _exit_field("Wait,\\n\\n", "confidence, trim: the reflection markers where a new thought starts "
+                                             "(DEER's transition point 'Wait', paragraph breaks); a token holding one "
+                                             "is a probe point.")
+    threshold: float = _exit_field(0.95, "confidence: stop when the probe's answer confidence (mean probability of its "
+                                         "answer tokens after the first) reaches this (DEER: 0.95).")
+    max_probes: int = _exit_field(10, "confidence: at most this many probes per question (DEER: 10).")
+    agree: int = _exit_field(2, "trim: stop once this many thoughts in a row each give the answer of the thought "
+                                "before (TrimR: 2).")
+    max_thoughts: int = _exit_field(20, "trim: under-thinking guard, stop past half the budget with more than this "
+                                        "many thoughts (TrimR: 20).")
+    verifier: Optional[str] = _exit_field(None, "trim: a model directory or hub id that reads the question and each "
+                                                "thought and gives its answer (default: the reasoner itself, probed).")
+    suppress: str = _exit_field("wait,alternatively,hmm,but,however,check,double-check,maybe,verify,again,oh,ah",
+                                "nowait: every token spelling one of these words (any case, spaces and punctuation "
+                                "around it) gets a -inf logit (NoWait's keywords).")
+    answer_cue: Optional[str] = _exit_field(None, "Text written after the end of thinking, in probes and forced exits "
+                                                  "(default: the layout's answer prefix, 'Answer:' for ponder models, "
+                                                  "'Final Answer:' for outside reasoners).")
+    probe_tokens: int = _exit_field(20, "The most answer tokens a probe decodes; it also stops at <eos> or at a line "
+                                        "break after the answer (DEER and Dynasor-CoT: 20).")
+
+    def __post_init__(self):
+        from ponder.errors import PonderError
+
+        if self.exit not in POLICIES:
+            raise PonderError(f"--exit must be one of {', '.join(POLICIES)}, got '{self.exit}'")
+        if self.exit == "budget" and self.budget is None:
+            raise PonderError("--exit budget needs --budget N (the most thinking tokens)")
+        if self.budget is not None and self.budget < 0:
+            raise PonderError(f"--budget must be >= 0, got {self.budget}")
+        if not 0 < self.threshold <= 1:
+            raise PonderError(f"--threshold must be in (0, 1], got {self.threshold}")
+        for name in ("probe_every", "patience", "max_probes", "agree", "max_thoughts", "probe_tokens"):
+            if getattr(self, name) < 1:
+                raise PonderError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.wait < 0:
+            raise PonderError(f"--wait must be >= 0, got {self.wait}")
+        if self.verifier is not None and self.exit != "trim":
+            raise PonderError(f"--verifier is for --exit trim, not --exit {self.exit}")
+        for name, policies in (("markers", ("confidence", "trim")), ("suppress", ("nowait",))):
+            if self.exit in policies and not self.words(name):
+                raise PonderError(f"--exit {self.exit} needs at least one word in --{name}")
+
+    def words(self, name: str) -> list[str]:
+        """A comma-list field as its items (``\\n`` read as a newline)."""
+        return [w.replace("\\n", "\n") for w in getattr(self, name).split(",") if w.strip()]
+
+    @property
+    def label(self) -> str:
+        """The policy as a method suffix in reports: ``cot+convergence``, ``cot+budget:32``."""
+        return self.exit + (f":{self.budget}" if self.exit == "budget" else "")

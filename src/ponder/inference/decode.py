@@ -24,7 +24,6 @@ from transformers import DynamicCache
 
 from ponder.errors import PonderError
 from ponder.model.latent_head import LatentHead
-from ponder.prompt import THINK_END
 
 
 @dataclass
@@ -39,6 +38,12 @@ class Generation:
     ended: bool = True  # <eos> was decoded (False: cut by max_new_tokens)
     latents: torch.Tensor | None = None  # (steps, d) input embeddings of the latent steps
     latent_top_ids: list[list[int]] = field(default_factory=list)  # LM's top tokens at each latent step
+    # Exit-policy accounting (inference/exits.py); without a policy: no probes, reason "model" or "length".
+    probe_tokens: int = 0  # tokens fed and decoded by probes: real cost, counted apart from the reasoning
+    main_passes: int = 0  # forward passes of the main generation that fed this row
+    probe_passes: int = 0
+    exit_reason: str | None = None
+    probe_answers: list[str] = field(default_factory=list)
 
 
 def check_speed(settings, speed) -> int | str | None:
@@ -69,9 +74,11 @@ def check_speed(settings, speed) -> int | str | None:
 
 class Decoder:
     def __init__(self, model, max_new_tokens: int = 256, max_latent_steps: int = 64, temperature: float = 0.0,
-                 latent_temperature: float = 0.0, seed: int = 0, use_cache: bool = True, sample_stop: bool = False):
+                 latent_temperature: float = 0.0, seed: int = 0, use_cache: bool = True, sample_stop: bool = False,
+                 exit=None):
         """``sample_stop``: a latent chain ends with probability p(``</think>``) at each step instead of when
-        ``</think>`` is the LM's top token (RL rollouts: the length is then an action that can be reinforced)."""
+        ``</think>`` is the LM's top token (RL rollouts: the length is then an action that can be reinforced).
+        ``exit``: an ``ExitConfig`` whose policy may end a token reasoner's thinking early (exits.py)."""
         if max_new_tokens < 1:
             raise PonderError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         if max_latent_steps < 0:
@@ -82,6 +89,11 @@ class Decoder:
         self.max_new_tokens, self.max_latent_steps = max_new_tokens, max_latent_steps
         self.temperature, self.latent_temperature, self.use_cache = temperature, latent_temperature, use_cache
         self.sample_stop = sample_stop
+        self.exit = exit if exit is not None and exit.exit != "none" else None
+        if self.exit is not None:
+            from ponder.inference.exits import check_model
+
+            check_model(model)
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
 
     # -- one forward step over new inputs ------------------------------------------------------------
@@ -104,6 +116,36 @@ class Decoder:
         self.hidden = last(out.hidden)  # the last-layer hidden state: a continuous thought's source
         return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
 
+    def _probe(self, rows: list[int], last_pos, cue: list[int], max_tokens: int, parse) -> list:
+        """Ask ``rows`` for their current answer without disturbing them: feed the cue (``</think>`` and the
+        answer prefix), decode up to ``max_tokens`` greedily, then crop the cache and the mask back, so the
+        main generation goes on exactly as if nothing had happened. Other rows ride along masked."""
+        B, device, eos = last_pos.shape[0], last_pos.device, self.tok.eos_token_id
+        kept = (self.mask, self.embeds, self.positions, self.hidden)
+        length = self.mask.shape[1]
+        on = torch.zeros(B, dtype=torch.bool, device=device)
+        on[rows] = True
+        cue_ids = torch.tensor(cue, device=device).expand(B, -1)
+        pos = last_pos[:, None] + torch.arange(1, len(cue) + 1, device=device)
+        logits, _, _ = self._step(self.model.embed(cue_ids), on.long()[:, None].expand(-1, len(cue)), pos, latent=False)
+        out, probs, alive, last, passes = [], [], on.clone(), pos[:, -1], 1
+        for i in range(max_tokens):
+            p = torch.softmax(logits, -1)
+            conf, token = p.max(-1)
+            out.append(token)
+            probs.append(conf)
+            alive &= token != eos
+            if i == max_tokens - 1 or not alive.any():
+                break
+            last = last + 1
+            logits, _, _ = self._step(self.model.embed(token[:, None]), alive.long()[:, None], last[:, None], latent=False)
+            passes += 1
+        if self.use_cache:  # crop(-n) drops the last n positions (a positive argument is refused by transformers 5)
+            self.cache.crop(-(self.cache.get_seq_length() - length))
+        self.mask, self.embeds, self.positions, self.hidden = kept
+        ids, ps = torch.stack(out, 1).tolist(), torch.stack(probs, 1).tolist()
+        return [parse(ids[b], ps[b], len(cue), passes) for b in rows]
+
     def _next_token(self, logits):
         if self.temperature <= 0:
             return logits.argmax(-1)
@@ -115,7 +157,7 @@ class Decoder:
     def generate(self, questions: list[str], speed=None) -> list[Generation]:
         model, tok, st = self.model, self.tok, self.model.settings
         speed = check_speed(st, speed)
-        think_end, eos, pad = tok.convert_tokens_to_ids(THINK_END), tok.eos_token_id, tok.pad_token_id
+        think_end, eos, pad = st.layout.think_ids(tok)[1], tok.eos_token_id, tok.pad_token_id
         device, B = model.device, len(questions)
         if B == 0:
             return []
@@ -128,6 +170,7 @@ class Decoder:
         mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, mean, log_std = self._step(model.embed(ids), mask, positions, latent=st.reasoning == "latent")
+        fed = torch.ones(B, dtype=torch.long, device=device)  # main forward passes each row took part in
         last_pos = positions[:, -1]  # the position of the last token fed (see methods/batch.py for the layout)
         steps = torch.zeros(B, dtype=torch.long, device=device)
         latents, top_ids = [], []
@@ -151,6 +194,7 @@ class Decoder:
                 pos = torch.where(active, last_pos + stretch, last_pos)
                 logits, mean, log_std = self._step(x, active.long()[:, None], pos[:, None], latent=True)
                 steps += active.long()
+                fed += active.long()
                 last_pos = pos
         elif st.reasoning == "thoughts":
             # A fixed number of continuous thoughts, the same for every row: no masking needed.
@@ -163,22 +207,34 @@ class Decoder:
                 last_pos = last_pos + 1
                 logits, _, _ = self._step(x[:, None].to(dtype), ones, last_pos[:, None], latent=False)
                 steps += 1
+                fed += 1
 
         if st.reasoning in ("latent", "thoughts"):
             # Every row now ends its thinking (rows that hit max_latent_steps are made to).
             end = torch.full((B, 1), think_end, device=device)
             logits, _, _ = self._step(model.embed(end), torch.ones_like(end), last_pos[:, None] + 1, latent=False)
             last_pos = last_pos + 1
+            fed += 1
 
         out_ids = []
         done = torch.zeros(B, dtype=torch.bool, device=device)
-        for _ in range(self.max_new_tokens):
-            token = torch.where(done, torch.full_like(last_pos, pad), self._next_token(logits))
+        ctl = None
+        if self.exit is not None:
+            from ponder.inference.exits import ExitController
+
+            ctl = ExitController(self.exit, model, questions, self.max_new_tokens)
+            probe = lambda rows: self._probe(rows, last_pos, ctl.cue_ids, self.exit.probe_tokens, ctl.parse_probe)  # noqa: E731
+        for i in range(self.max_new_tokens):
+            token = self._next_token(ctl.mask_logits(logits) if ctl else logits)
+            if ctl:  # a policy may end a row's thinking here (probing first, through the same cache)
+                token = ctl.choose(token, done, probe)
+            token = torch.where(done, torch.full_like(last_pos, pad), token)
             out_ids.append(token)
             was_done, done = done, done | (token == eos)
-            if done.all():
+            if done.all() or i == self.max_new_tokens - 1:  # no forward pass whose logits nobody reads
                 break
             last_pos = last_pos + (~was_done).long()
+            fed += (~was_done).long()
             logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], last_pos[:, None],
                                       latent=False)
         _sync(device)
@@ -199,10 +255,15 @@ class Decoder:
                 answer, length = seq, int(steps[b])
             text = tok.decode(seq, skip_special_tokens=False)
             parsed = st.layout.parse_answer(tok.decode(answer, skip_special_tokens=True)) if answer is not None else ""
+            row = ctl.rows[b] if ctl else None
             results.append(Generation(
                 question=questions[b], speed=speed, text=text, answer=parsed, reasoning_length=length, wall_s=wall,
                 token_ids=seq, ended=ended, latents=None if lat is None else lat[b, :length].cpu(),
-                latent_top_ids=[] if tops is None else tops[b][:length]))
+                latent_top_ids=[] if tops is None else tops[b][:length], main_passes=int(fed[b]),
+                probe_tokens=row.probe_tokens if row else 0, probe_passes=row.probe_passes if row else 0,
+                exit_reason=(row.exit_reason if row and row.exit_reason != "none" else
+                             "model" if answer is not None or st.reasoning != "tokens" else "length"),
+                probe_answers=list(row.probe_answers) if row else []))
         return results
 
 
