@@ -1,7 +1,7 @@
 """Reasoning records through Hugging Face ``datasets``: a hub dataset id, a dataset saved with
 ``save_to_disk``, or a parquet / arrow / CSV / JSON(L) file, with any field names.
 
-    --data whynlp/gsm8k-aug --split train --steps-field cot     # a hub dataset
+    --data zen-E/GSM8k-Aug --split train --steps-field cot      # a hub dataset (CODI's GSM8K-Aug)
     --data my.parquet --question-field prompt --answer-field target
 
 A field mapping names the question, steps and answer columns. Steps may be a list of strings or one
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ponder.data.records import Record
+from ponder.data.records import Record, final_answer
 from ponder.errors import DataError, PonderError
 
 _EQUATION = re.compile(r"<<[^<>]*>>")
@@ -53,26 +53,30 @@ def wants_datasets(source, fields: FieldMap) -> bool:
     return not path.exists() and bool(_HUB_ID.match(str(source)))
 
 
-def steps_of(value) -> list[str]:
-    """A steps field as a list of strings: a list as it is, a string split by the rule in the docstring."""
+def steps_of(value, mode: str | None = None) -> list[str]:
+    """A steps field as a list of strings: a list as it is, a string split by the rule in the docstring
+    (``mode`` 'lines' or 'equations' forces one way: ``--steps``)."""
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
         return [str(s).strip() for s in value if str(s).strip()]
     text = str(value)
-    return _EQUATION.findall(text) or [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if mode == "lines":
+        return lines
+    return _EQUATION.findall(text) or ([] if mode == "equations" else lines)
 
 
 def answer_of(value) -> str:
     text = str(value).strip() if value is not None else ""
-    return text.rpartition("####")[2].strip() if "####" in text else text
+    return final_answer(text.rpartition("####")[2] if "####" in text else text)
 
 
 class RecordView(Sequence):
     """The rows of a ``datasets.Dataset`` as ``Record`` objects, made when read."""
 
-    def __init__(self, dataset, fields: FieldMap, source: str):
-        self.dataset, self.fields, self.source = dataset, fields, source
+    def __init__(self, dataset, fields: FieldMap, source: str, steps_mode: str | None = None):
+        self.dataset, self.fields, self.source, self.steps_mode = dataset, fields, source, steps_mode
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -89,11 +93,11 @@ class RecordView(Sequence):
             raise DataError(self.source, None, f"row {i}: field '{f.question}' must be a non-empty string")
         if not answer:
             raise DataError(self.source, None, f"row {i}: field '{f.answer}' is empty")
-        return Record(question.strip(), steps_of(row[f.steps]) if f.steps else [], answer)
+        return Record(question.strip(), steps_of(row[f.steps], self.steps_mode) if f.steps else [], answer)
 
 
 def load_records(source, split: str, fields: FieldMap = FieldMap(), subset: str | None = None,
-                 revision: str | None = None) -> RecordView:
+                 revision: str | None = None, steps_mode: str | None = None) -> RecordView:
     """Records from a hub id, a saved dataset or a data file, checked against the field mapping."""
     try:
         import datasets
@@ -134,7 +138,7 @@ def load_records(source, split: str, fields: FieldMap = FieldMap(), subset: str 
                                     f"pass {opt}")
     if len(data) == 0:
         raise DataError(name, None, "no records found")
-    view = RecordView(data, fields, name)
+    view = RecordView(data, fields, name, steps_mode)
     _check_columns(view)
     return view
 
@@ -158,11 +162,14 @@ def _check_columns(view: RecordView) -> None:
 def read_split(args, split: str):
     """The records behind ``--data`` (a ``DataArguments``): ponder's own readers for its formats and
     ``ponder data make`` folders, ``datasets`` for everything else (see ``wants_datasets``)."""
-    from ponder.data.records import read_records, resolve_split
+    from ponder.data.records import STEP_MODES, read_records, resolve_split
 
+    steps = getattr(args, "steps", None)
+    if steps is not None and steps not in STEP_MODES:
+        raise PonderError(f"--steps must be one of {', '.join(STEP_MODES)}, got '{steps}'")
     fields = FieldMap(args.question_field, args.steps_field or None, args.answer_field)
     if wants_datasets(args.data, fields):
         if args.format is not None:
             raise PonderError(f"--format {args.format} is for ponder's own readers; {args.data} is read with datasets")
-        return load_records(args.data, split, fields, subset=args.subset, revision=args.data_revision)
-    return read_records(resolve_split(args.data, split), fmt=args.format)
+        return load_records(args.data, split, fields, subset=args.subset, revision=args.data_revision, steps_mode=steps)
+    return read_records(resolve_split(args.data, split), fmt=args.format, steps=steps)

@@ -28,6 +28,14 @@ from ponder.errors import DataError
 FORMATS = ("qsa-json", "qsa-jsonl", "gsm8k", "icot")
 STEP_MODES = ("lines", "equations")
 _EQUATION = re.compile(r"<<[^<>]*>>")
+_THOUSANDS = re.compile(r"^[-+]?\$?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
+def final_answer(text: str) -> str:
+    """A final answer as every reader keeps it: stripped, and a number written with thousands separators
+    without them (``11,160`` -> ``11160``); any other text as it is (``1,2`` or ``a, b`` keep their commas)."""
+    text = text.strip()
+    return text.replace(",", "") if _THOUSANDS.match(text) else text
 
 
 @dataclass
@@ -56,7 +64,7 @@ def _check(path, line, obj, fmt) -> Record:
         raise DataError(path, line, "field 'steps' must be a list of strings")
     if not isinstance(a, str) or not a.strip():
         raise DataError(path, line, "field 'answer' must be a non-empty string")
-    return Record(q.strip(), [s.strip() for s in steps if s.strip()], a.strip())
+    return Record(q.strip(), [s.strip() for s in steps if s.strip()], final_answer(a))
 
 
 def _json(path, line, text):
@@ -123,7 +131,7 @@ def _read_gsm8k(path, text, steps_mode):
         if not obj["question"].strip():
             raise DataError(path, n, "field 'question' must be a non-empty string")
         reasoning, answer = _split_final(path, n, obj["answer"], "field 'answer'")
-        out.append(Record(obj["question"].strip(), _gsm8k_steps(reasoning, steps_mode), answer.replace(",", "")))
+        out.append(Record(obj["question"].strip(), _gsm8k_steps(reasoning, steps_mode), final_answer(answer)))
     return out
 
 
@@ -142,7 +150,7 @@ def _read_icot(path, text, steps_mode):
         # GSM8K-Aug reasoning is a run of <<...>> equations: one step each. Other iCoT data (e.g. the
         # multiplication sets) has no step boundaries; the whole reasoning is then one step.
         steps = _EQUATION.findall(reasoning) or ([reasoning] if reasoning else [])
-        out.append(Record(question.strip(), steps, answer))
+        out.append(Record(question.strip(), steps, final_answer(answer)))
     return out
 
 
@@ -172,9 +180,11 @@ def detect_format(path, text: str) -> str:
     raise DataError(path, line, "cannot detect the format (expected JSON, JSONL or 'question||steps #### answer'); pass --format")
 
 
-def read_records(path, fmt: str | None = None, steps: str = "lines") -> list[Record]:
-    """Read reasoning records from ``path``; ``fmt`` None or ``"auto"`` detects the format."""
+def read_records(path, fmt: str | None = None, steps: str | None = "lines") -> list[Record]:
+    """Read reasoning records from ``path``; ``fmt`` None or ``"auto"`` detects the format. ``steps`` (None:
+    ``lines``) is how GSM8K's reasoning splits: its lines, or only their ``<<...>>`` equations."""
     path = Path(path)
+    steps = steps or "lines"
     if fmt not in (None, "auto") and fmt not in FORMATS:
         raise DataError(path, None, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     if steps not in STEP_MODES:

@@ -98,7 +98,7 @@ class CoLaRTrainer(CoTTrainer):
         mask = batch["latent_mask"]
         # The scale is re-measured every step (embeddings trained from scratch grow) and saved with the
         # model, so inference multiplies the head's output by the scale its targets were divided by.
-        std = float(self.ponder.lm.get_input_embeddings().weight.detach().float().std())
+        std = self.ponder.measure_embed_std()
         self.ponder.settings.embed_std = std
         target = batch["latent_targets"][mask].float() / std
         mean, log_std = out.latent_mean[mask].float(), out.latent_log_std[mask].float()

@@ -8,10 +8,18 @@ bf16, and several processes through ``accelerate launch``.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch.nn import functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
@@ -204,6 +212,50 @@ class CoTTrainer(Trainer):
         super().log(logs, start_time)
 
     # -- checkpoints are ponder model directories ----------------------------------------------------
+    def train(self, resume_from_checkpoint=None, **kw):
+        """``resume_from_checkpoint=True`` resumes from the newest *usable* checkpoint: one a crash left
+        incomplete or unreadable is skipped with a one-line warning."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_usable_checkpoint(self.args.output_dir, warn=self.args.process_index == 0)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kw)
+
+    def _save_checkpoint(self, model, trial):
+        """Trainer's checkpoint (model, optimizer, scheduler, RNG and trainer state), written into a staging
+        directory and renamed into place once complete, so a crash mid-save never leaves a half checkpoint."""
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = run_dir / f".{name}.partial"  # one name for every process: each writes its RNG state there
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a crash
+        self.accelerator.wait_for_everyone()
+        self._get_output_dir = lambda trial=None: str(staging)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir  # the class's own again
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            final = run_dir / name
+            if final.exists():  # e.g. an unusable checkpoint of this step, skipped by --resume
+                old = run_dir / f".{name}.old-{os.getpid()}"
+                os.replace(final, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(staging / name, final)
+            os.utime(final)  # rotation goes by modification time
+            shutil.rmtree(staging, ignore_errors=True)
+            if self.state.best_model_checkpoint and str(staging) in self.state.best_model_checkpoint:
+                self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(str(staging), str(run_dir))
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        super().save_model(output_dir, _internal_call)
+        if _internal_call:  # a checkpoint: the other processes write their RNG states into this directory
+            self.accelerator.wait_for_everyone()  # next, which must come after the model's directory swap
+
     def _save(self, output_dir=None, state_dict=None):
         if self.args.should_save:
             self.ponder.save(output_dir or self.args.output_dir)
@@ -218,6 +270,45 @@ class CoTTrainer(Trainer):
         if self.ponder.latent_head is not None and saved.latent_head is not None:
             self.ponder.latent_head.load_state_dict(saved.latent_head.state_dict())
         self.ponder.settings = saved.settings
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint directory cannot be resumed from (None: it can). Cheap checks that catch what a
+    crash during a save leaves: missing files, truncated safetensors / torch files, cut JSON."""
+    if not (path / "trainer_state.json").is_file():
+        return "incomplete (no trainer_state.json)"
+    if not list(path.glob("*.safetensors")):
+        return "incomplete (no model weights)"
+    for f in sorted(path.iterdir()):
+        try:
+            if f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix == ".safetensors":
+                with safe_open(str(f), framework="pt"):
+                    pass
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(f):  # torch.save's format: a truncated file has no central directory
+                    pass
+        except (ValueError, OSError, SafetensorError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+            return f"{f.name} is truncated or corrupt ({type(e).__name__})"
+    return None
+
+
+def last_usable_checkpoint(folder, warn: bool = True) -> str:
+    """The newest ``checkpoint-N`` in ``folder`` that ``checkpoint_problem`` finds nothing wrong with; each
+    newer one is skipped with a one-line warning on stderr."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    found = sorted((int(m.group(1)), d) for d in Path(folder).iterdir()
+                   if (m := pattern.match(d.name)) and d.is_dir())
+    for _, d in reversed(found):
+        problem = checkpoint_problem(d)
+        if problem is None:
+            return str(d)
+        if warn:
+            print(f"warning: --resume: skipping {d}: {problem}", file=sys.stderr, flush=True)
+    raise PonderError(f"--resume: no usable checkpoint in {folder}" + (f" ({len(found)} unusable)" if found else ""))
 
 
 def _touch_latent_outputs(out) -> torch.Tensor | float:

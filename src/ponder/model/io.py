@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -145,11 +146,25 @@ class PonderModel(nn.Module):
             return self.latent_head(hidden)[0] * self.settings.embed_std
         return hidden
 
+    @torch.no_grad()
+    def measure_embed_std(self) -> float:
+        """The standard deviation of what the input embedding *returns* over the whole vocabulary: the scale
+        CoLaR's latent targets are measured in. Not the raw weight's: Gemma's embedding layer multiplies its
+        rows by sqrt(hidden) (``embed_scale``), which would leave the targets ~sqrt(hidden) too large."""
+        layer = self.lm.get_input_embeddings()
+        rows = layer.weight.shape[0]
+        total = squares = 0.0
+        for start in range(0, rows, 8192):  # in chunks: a 150k-token vocabulary is not copied at once
+            out = layer(torch.arange(start, min(rows, start + 8192), device=layer.weight.device)).double()
+            total, squares = total + float(out.sum()), squares + float(out.pow(2).sum())
+        n = rows * layer.weight.shape[1]
+        return max(squares - total * total / n, 0.0) ** 0.5 / max(n - 1, 1) ** 0.5
+
     def add_latent_head(self) -> None:
         """Attach a fresh latent head and measure the embedding scale (once: it is then kept)."""
         emb = self.lm.get_input_embeddings().weight
         if self.settings.embed_std is None:
-            self.settings.embed_std = float(emb.detach().float().std())
+            self.settings.embed_std = self.measure_embed_std()
         if self.latent_head is None:
             hidden = self.lm.config.hidden_size
             self.latent_head = LatentHead(hidden, emb.shape[1]).to(emb.device)
@@ -285,12 +300,15 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
             settings = PonderSettings.from_dict(json.loads((path / PONDER_FILE).read_text()), source=str(path / PONDER_FILE))
         except (json.JSONDecodeError, TypeError) as e:
             raise PonderError(f"{path / PONDER_FILE}: invalid ({e})") from None
+    tokenizer = _load_tokenizer(path, trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         with _quiet_progress():
             lm = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+    except SafetensorError as e:
+        raise PonderError(f"{path}: cannot load model: {_unreadable_weights(path) or 'its weights'} cannot be read, "
+                          f"truncated or corrupt ({_one_line(e)}); save or download it again") from None
     except (OSError, ValueError) as e:
-        raise PonderError(f"{path}: cannot load model: {str(e).splitlines()[0]}") from None
+        raise PonderError(f"{path}: cannot load model: {_one_line(e)}") from None
     if is_ponder_dir(path) and (chat_template or think_start or think_end):
         raise PonderError(f"{path}: a ponder model is asked in the layout it was trained with; --chat-template, "
                           "--think-start and --think-end are for Hugging Face reasoners")
@@ -298,7 +316,7 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
         settings.init = str(path)
         settings.layout = _hf_layout(path, tokenizer, chat_template, think_start, think_end, reasoner)
         if ensure_special_tokens(tokenizer):
-            lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+            _grow_embeddings(lm, len(tokenizer))
         _sync_generation_config(lm, tokenizer)
     head = None
     if settings.latent_head is not None:
@@ -306,12 +324,46 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
         if not head_file.is_file():
             raise PonderError(f"{path}: ponder.json names a latent head but {HEAD_FILE} is missing")
         head = LatentHead(**settings.latent_head)
-        head.load_state_dict(load_file(str(head_file)))
+        try:
+            head.load_state_dict(load_file(str(head_file)))
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise PonderError(f"{path}: cannot load model: {HEAD_FILE} cannot be read, truncated or corrupt "
+                              f"({_one_line(e)[:200]})") from None
         head.to(dtype=lm.dtype)
     model = PonderModel(lm, tokenizer, settings, head)
     if device:
         model.to(device)
     return model
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (transformers' span several)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _load_tokenizer(path: Path, trust_remote_code: bool):
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as e:
+        if not any((path / f).is_file() for f in _TOKENIZER_FILES) and not list(path.glob("*.tiktoken")):
+            raise PonderError(f"{path}: has no tokenizer (no tokenizer.json or tokenizer_config.json): save the "
+                              "tokenizer beside the weights (tokenizer.save_pretrained(DIR))") from None
+        raise PonderError(f"{path}: cannot load its tokenizer: {_one_line(e)}") from None
+
+
+def _unreadable_weights(path: Path) -> str | None:
+    """The first ``*.safetensors`` file of a directory whose header cannot be read, by name."""
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return f.name
+    return None
 
 
 def _hf_layout(path: Path, tokenizer, chat_template: bool | None, think_start: str | None, think_end: str | None,
@@ -329,6 +381,20 @@ def _hf_layout(path: Path, tokenizer, chat_template: bool | None, think_start: s
     outside = {"speed_template": "", "answer_template": "{answer}"} if reasoner and chat else {}
     return PromptLayout(chat_template=chat, think_start=think_start or THINK_START, think_end=think_end or THINK_END,
                         **outside)
+
+
+def _grow_embeddings(lm, size: int) -> None:
+    """Make room for ``size`` token ids. Only ever grow: a vocabulary padded beyond its tokenizer (Qwen's
+    151,936 rows for 151,669 tokens) keeps its rows. New rows are drawn around the old ones' mean and
+    covariance (transformers' ``mean_resizing``), without its two notices on stderr."""
+    if size <= lm.get_input_embeddings().weight.shape[0]:
+        return
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        lm.resize_token_embeddings(size, mean_resizing=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _sync_generation_config(lm, tokenizer) -> None:
