@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ponder.bench import aggregate, parse_methods, parse_seeds, with_prerequisites
+from ponder.bench import aggregate, exit_config, parse_methods, parse_seeds, with_prerequisites
 from ponder.errors import PonderError
 from ponder.evaluation.plot import pareto_front
 
@@ -15,6 +15,20 @@ def test_methods_are_trained_after_the_models_they_start_from():
     assert with_prerequisites(["colar-rl"]) == ["cot", "colar", "colar-rl"]
     assert with_prerequisites(["nocot", "icot", "colar"]) == ["nocot", "cot", "icot", "colar"]
     assert with_prerequisites(["cot", "cot"]) == ["cot"]
+    assert with_prerequisites(["cot+budget:8", "colar"]) == ["cot", "cot+budget:8", "colar"]
+
+
+def test_exit_policies_as_bench_methods():
+    assert exit_config("cot") is None
+    assert exit_config("cot+budget:32").budget == 32 and exit_config("cot+budget:32").label == "budget:32"
+    c = exit_config("cot+convergence:probe_every=4:patience=2")
+    assert (c.exit, c.probe_every, c.patience) == ("convergence", 4, 2)
+    assert exit_config("icot+confidence:threshold=0.9").threshold == 0.9
+    for bad, needle in (("cot+early", "--exit must be one of"), ("colar+budget:3", "not colar"),
+                        ("cot+convergence:nope=1", "unknown exit option 'nope'"), ("cot+budget:x", "budget must be int"),
+                        ("cot+budget", "needs --budget")):
+        with pytest.raises(PonderError, match=needle):
+            parse_methods(f"nocot,{bad}")
 
 
 def test_parse_methods_and_seeds():
@@ -69,6 +83,11 @@ def test_bench_smoke_run_writes_results_and_reuses_finished_runs(tmp_path, monke
     main(["bench", "running-sum", "--methods", "nocot,colar", "--seeds", "1", "--budget", "smoke", "--out", str(out),
           "--force"])
     assert len(calls) == 3  # --force: cot, nocot, colar of seed 0 again
+    calls.clear()
+    main(["bench", "running-sum", "--methods", "cot,cot+budget:2", "--seeds", "1", "--budget", "smoke", "--out", str(out)])
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    assert len(calls) == 1 and rows["cot+budget:2"]["mean_reasoning_length"] <= 2  # the CoT model reused, decoded again
+    assert "probe tokens" in (out / "results.md").read_text() or "cot+budget:2" in (out / "results.md").read_text()
 
 
 def test_bench_bad_task_and_budget(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import typer
 import yaml
 
-from ponder.arguments import AskArguments, DataArguments, EvalArguments, ModelArguments, TrainArguments
+from ponder.arguments import AskArguments, DataArguments, EvalArguments, ExitConfig, ModelArguments, TrainArguments
 from ponder.cli import app, main, train_options
 from ponder.methods.train import METHODS, check_options, method_classes, method_options
 from ponder.options import read_config
@@ -60,8 +60,8 @@ def test_train_help_lists_only_the_methods_options(capsys):
     assert code == 0 and "colar-rl" in out and "--group-size" not in out
 
 
-@pytest.mark.parametrize("name, classes", [("eval", (EvalArguments, DataArguments, ModelArguments)),
-                                           ("ask", (AskArguments, ModelArguments))])
+@pytest.mark.parametrize("name, classes", [("eval", (EvalArguments, DataArguments, ModelArguments, ExitConfig)),
+                                           ("ask", (AskArguments, ModelArguments, ExitConfig))])
 def test_eval_and_ask_options_are_their_dataclass_fields(name, classes):
     params = {p.name: p for p in typer.main.get_command(app).commands[name].params if p.name not in ("config", "help")}
     assert sorted(params) == sorted(f.name for c in classes for f in fields(c))

@@ -150,6 +150,8 @@ class AskArguments:
     latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
     max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
+    show_probes: bool = field(default=False, metadata={"help": "With --exit: where the thinking stopped and why, and "
+                                                               "each probe's answer."})
 
 
 @dataclass
@@ -216,8 +218,8 @@ class ExitConfig:
     answer_cue: Optional[str] = _exit_field(None, "Text written after the end of thinking, in probes and forced exits "
                                                   "(default: the layout's answer prefix, 'Answer:' for ponder models, "
                                                   "'Final Answer:' for outside reasoners).")
-    probe_tokens: int = _exit_field(20, "The most answer tokens a probe decodes; it also stops at <eos> or at a line "
-                                        "break after the answer (DEER and Dynasor-CoT: 20).")
+    probe_tokens: int = _exit_field(20, "The most tokens a probe decodes after the cue (it stops at <eos>; its "
+                                        "answer is the first line) (DEER and Dynasor-CoT: 20).")
 
     def __post_init__(self):
         from ponder.errors import PonderError
@@ -243,7 +245,7 @@ class ExitConfig:
 
     def words(self, name: str) -> list[str]:
         """A comma-list field as its items (``\\n`` read as a newline)."""
-        return [w.replace("\\n", "\n") for w in getattr(self, name).split(",") if w.strip()]
+        return [w.replace("\\n", "\n") for w in getattr(self, name).split(",") if w]
 
     @property
     def label(self) -> str:

@@ -88,11 +88,41 @@ def budget_for(name: str, task: str) -> dict:
 
 
 def parse_methods(text: str) -> list[str]:
+    """Methods, and exit policies on a token reasoner's model: ``cot+convergence``, ``cot+budget:32``,
+    ``cot+confidence:threshold=0.9`` (see ``exit_config``)."""
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in START]
+    unknown = [m for m in methods if m.partition("+")[0] not in START]
     if not methods or unknown:
-        raise PonderError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METHODS)}")
+        raise PonderError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METHODS)} "
+                          "(and exit policies such as cot+convergence, cot+budget:32)")
+    for m in methods:
+        exit_config(m)  # a bad policy spec fails here, before any training
     return methods
+
+
+def exit_config(method: str):
+    """The ``ExitConfig`` of ``base+policy[:N][:key=value...]`` (N: the budget), or None for a plain method."""
+    from ponder.arguments import ExitConfig
+
+    base, plus, spec = method.partition("+")
+    if not plus:
+        return None
+    if START.get(base) is None or base in ("nocot", "colar", "colar-rl", "coconut", "codi"):
+        raise PonderError(f"--methods {method}: exit policies end token reasoning (cot, icot), not {base}'s")
+    policy, *args = spec.split(":")
+    fields = {n: f.type for n, f in ExitConfig.__dataclass_fields__.items()}
+    options = {}
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        key, value = (key, value) if eq else ("budget", arg)
+        if key not in fields or key == "exit":
+            raise PonderError(f"--methods {method}: unknown exit option '{key}'")
+        kind = float if "float" in str(fields[key]) else int if "int" in str(fields[key]) else str
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            raise PonderError(f"--methods {method}: {key} must be {kind.__name__}, got '{value}'") from None
+    return ExitConfig(exit=policy, **options)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -109,11 +139,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def with_prerequisites(methods: list[str]) -> list[str]:
-    """The methods in training order, each preceded by the model it starts from."""
+    """The methods in training order, each preceded by the model it starts from (an exit policy by the
+    model it decodes)."""
     order: list[str] = []
 
     def add(m):
-        if START[m] in START:
+        if "+" in m:
+            add(m.partition("+")[0])
+        elif START[m] in START:
             add(START[m])
         if m not in order:
             order.append(m)
@@ -143,6 +176,19 @@ def run_method(method: str, data, init: str, out_dir: Path, report_path: Path, t
     return report
 
 
+def run_exit(method: str, model_dir: Path, report_path: Path, test_path: Path, force: bool = False,
+             eval_options: dict | None = None) -> dict:
+    """Evaluate ``model_dir`` with the exit policy of ``method`` (``cot+convergence``); reuse a finished report."""
+    from ponder.model.io import load_model
+
+    if report_path.exists() and not force:
+        return read_report(report_path)
+    report = evaluate(load_model(model_dir), read_records(test_path), model_path=str(model_dir),
+                      data_path=str(test_path), exit=exit_config(method), **(eval_options or {}))
+    write_report(report, report_path)
+    return report
+
+
 def run_bench(task: str, methods: list[str], seeds: list[int], out, budget: str = "default", force: bool = False,
               console=None) -> dict:
     out = Path(out)
@@ -163,11 +209,17 @@ def run_bench(task: str, methods: list[str], seeds: list[int], out, budget: str 
             write_splits(make_splits(task, seed=seed, **spec["data"]), data)
         test = resolve_split(data, "test")
         for i, method in enumerate(order):
-            init = START[method] if START[method] not in START else str(work / START[method])
+            base = method.partition("+")[0]
+            start = base if "+" in method else START[method]
+            init = start if start not in START else str(work / start)
             say(f"[bold]bench {name}[/bold] · seed {seed} · {method} ({i + 1}/{len(order)}): "
-                f"training from {START[method]}, then evaluating" if console else f"bench {name} seed {seed}: {method}")
-            report = run_method(method, data, init, work / method, work / f"eval_{method}.json", test,
-                                spec["train"].get(method, {}), seed, force=force, eval_options=spec["eval"])
+                + ("decoding the model with the exit policy" if "+" in method else f"training from {start}, then evaluating")
+                if console else f"bench {name} seed {seed}: {method}")
+            if "+" in method:  # an exit policy: no training, the base model decoded with it
+                report = run_exit(method, work / base, work / f"eval_{method}.json", test, force, spec["eval"])
+            else:
+                report = run_method(method, data, init, work / method, work / f"eval_{method}.json", test,
+                                    spec["train"].get(method, {}), seed, force=force, eval_options=spec["eval"])
             if method in methods:
                 for row in report["results"]:
                     runs.append({**row, "seed": seed, "train_seconds": report["settings"].get("train_seconds")})
@@ -202,6 +254,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0, "accuracy_min": min(acc),
             "accuracy_max": max(acc), "mean_reasoning_length": mean("mean_reasoning_length"),
             "latency_s_mean": mean("latency_s_mean"), "questions_per_s": mean("questions_per_s"),
+            "mean_probe_tokens": mean("mean_probe_tokens"), "mean_passes": mean("mean_passes"),
             "train_seconds": mean("train_seconds"),
         })
     return rows

@@ -22,7 +22,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ponder.arguments import AskArguments, BenchArguments, DataArguments, EvalArguments, ModelArguments
+from ponder.arguments import AskArguments, BenchArguments, DataArguments, EvalArguments, ExitConfig, ModelArguments
 from ponder.errors import PonderError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -45,18 +45,23 @@ def _speeds(text: Optional[str]):
 # -- data -------------------------------------------------------------------------------------------
 @data_app.command("make")
 def data_make(
-    task: str = typer.Argument(..., help="running-sum, arith or graph-hop"),
+    task: str = typer.Argument(..., help="running-sum, arith, graph-hop or overthink"),
     out: Path = typer.Option(..., "--out", help="Directory for train/val/test.jsonl"),
     n_train: int = typer.Option(5000, "--n-train"),
     n_val: int = typer.Option(200, "--n-val"),
     n_test: int = typer.Option(500, "--n-test"),
     seed: int = typer.Option(0, "--seed"),
     difficulty: Optional[int] = typer.Option(None, "--difficulty", help="digits / max steps / hops (task default if unset)"),
+    recheck_rate: Optional[float] = typer.Option(None, "--recheck-rate", help="overthink: probability of each further re-check (0.6)"),
+    mistake_rate: Optional[float] = typer.Option(None, "--mistake-rate", help="overthink: probability of a wrong first attempt (0.2)"),
+    max_rechecks: Optional[int] = typer.Option(None, "--max-rechecks", help="overthink: most re-checks (3)"),
 ):
     """Write a built-in task's splits (same seed -> byte-identical files)."""
     from ponder.data.tasks import make_splits, write_splits
 
-    paths = write_splits(make_splits(task, n_train, n_val, n_test, seed, difficulty), out)
+    options = {k: v for k, v in (("recheck_rate", recheck_rate), ("mistake_rate", mistake_rate),
+                                 ("max_rechecks", max_rechecks)) if v is not None}
+    paths = write_splits(make_splits(task, n_train, n_val, n_test, seed, difficulty, **options), out)
     for split, p in paths.items():
         console.print(f"{split:5s} -> {p}")
 
@@ -169,6 +174,7 @@ def _train_app(method: str) -> typer.Typer:
 
 # -- eval -------------------------------------------------------------------------------------------
 def eval_cmd(**values):
+    from ponder.evaluation.answers import check_scoring
     from ponder.evaluation.evaluate import evaluate, read_report, write_report
     from ponder.evaluation.plot import plot_tradeoff
     from ponder.evaluation.tables import rich_table
@@ -177,6 +183,7 @@ def eval_cmd(**values):
     a, model_args, data_args = build(EvalArguments, values), build(ModelArguments, values), build(DataArguments, values)
     if a.n is not None and a.n < 1:
         raise PonderError(f"--n must be >= 1, got {a.n}")
+    check_scoring(a.scoring)
     others = [read_report(Path(p)) for p in a.compare or []]
     records = data_args.records("test")[:a.n]
     data_name = data_args.data
@@ -185,7 +192,7 @@ def eval_cmd(**values):
     result = evaluate(m, records, speeds=speed_list, samples=a.samples, batch_size=a.batch_size,
                       temperature=a.temperature, latent_temperature=a.latent_temperature,
                       max_new_tokens=a.max_new_tokens, max_latent_steps=a.max_latent_steps, seed=a.seed,
-                      model_path=model_args.model, data_path=data_name)
+                      model_path=model_args.model, data_path=data_name, scoring=a.scoring, exit=build(ExitConfig, values))
     rows = [r for o in others for r in o["results"]] + result["results"]
     console.print(rich_table(rows, title=f"{model_args.model} on {data_name} ({len(records)} questions)"))
     if a.report:
@@ -211,8 +218,9 @@ def ask(**values):
 
     a = build(AskArguments, values)
     m = build(ModelArguments, values).load()
+    policy = build(ExitConfig, values)
     g = Decoder(m, temperature=a.temperature, latent_temperature=a.latent_temperature, max_new_tokens=a.max_new_tokens,
-                max_latent_steps=a.max_latent_steps).generate([a.question], speed=a.speed)[0]
+                max_latent_steps=a.max_latent_steps, exit=policy).generate([a.question], speed=a.speed)[0]
     if m.settings.reasoning == "tokens":
         think_end = m.settings.layout.think_end
         console.print(f"[bold]reasoning[/bold] ({g.reasoning_length} tokens): {escape(g.text.split(think_end)[0])}")
@@ -223,7 +231,13 @@ def ask(**values):
             for s in peek_steps(m, g):
                 console.print(f"  step {s['step']:>2}  lm: {' | '.join(map(repr, s['lm']))}   "
                               f"nearest: {' | '.join(map(repr, s['cosine']))}")
-    console.print(f"[bold]answer[/bold]: {g.answer}   ({g.wall_s * 1000:.1f} ms)")
+    if a.show_probes and policy.exit != "none":
+        console.print(f"[bold]exit[/bold]: {g.exit_reason} after {g.reasoning_length} thinking tokens; "
+                      f"{len(g.probe_answers)} probe(s), {g.probe_tokens} probe tokens, "
+                      f"{g.main_passes} + {g.probe_passes} forward passes")
+        for i, answer in enumerate(g.probe_answers, 1):
+            console.print(f"  probe {i}: {escape(repr(answer))}")
+    console.print(f"[bold]answer[/bold]: {escape(g.answer)}   ({g.wall_s * 1000:.1f} ms)")
 
 
 # -- bench ------------------------------------------------------------------------------------------
@@ -237,9 +251,10 @@ def _register():
     from ponder.options import add_command, options_of
 
     add_command(app, "eval", options_of(ModelArguments, "Model") + options_of(DataArguments, "Data")
-                + options_of(EvalArguments, "Evaluation"), eval_cmd,
+                + options_of(EvalArguments, "Evaluation") + options_of(ExitConfig, "Exit policy"), eval_cmd,
                 "Accuracy, pass@K, reasoning length and latency; a table, a JSON report and an optional plot.")
-    add_command(app, "ask", options_of(AskArguments, "Options") + options_of(ModelArguments, "Model"), ask, "Print the model's reasoning and answer for one question.",
+    add_command(app, "ask", options_of(AskArguments, "Options") + options_of(ModelArguments, "Model")
+                + options_of(ExitConfig, "Exit policy"), ask, "Print the model's reasoning and answer for one question.",
                 config=False)
     add_command(app, "bench", options_of(BenchArguments, "Options"), bench,
                 "Train and evaluate several methods on one task, same model size and budget; one table and one plot.")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ponder import __version__
 from ponder.data.records import Record, atomic_write_text
 from ponder.errors import PonderError
-from ponder.evaluation.answers import answers_match
+from ponder.evaluation.answers import check_scoring, extract_answer, score_answer
 from ponder.evaluation.metrics import summarise
 from ponder.inference.decode import Decoder, check_speed
 
@@ -26,7 +27,12 @@ from ponder.inference.decode import Decoder, check_speed
 def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, batch_size: int = 32,
              temperature: float = 0.0, latent_temperature: float = 0.0, max_new_tokens: int = 256,
              max_latent_steps: int = 64, seed: int = 0, model_path: str | None = None, data_path: str | None = None,
-             progress=None) -> dict:
+             progress=None, scoring: str = "ponder", exit=None) -> dict:
+    """``scoring``: the rule that judges an answer (``answers.SCORINGS``: ponder's own, lm-evaluation-harness
+    GSM8K's strict or flexible match, or the last ``\\boxed{}``); the report's settings name it.
+    ``exit``: an ``ExitConfig`` whose policy ends the thinking early; rows are then named ``cot+<policy>``
+    and carry the probes' cost (probe tokens, forward passes)."""
+    check_scoring(scoring)
     if samples < 1:
         raise PonderError(f"--samples must be >= 1, got {samples}")
     if batch_size < 1:
@@ -35,9 +41,11 @@ def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, bat
         raise PonderError("--samples > 1 needs --temperature > 0 (or --latent-temperature > 0): greedy samples are identical")
     st = model.settings
     speeds = [check_speed(st, s) for s in speeds]
+    exit = exit if exit is not None and exit.exit != "none" else None
+    method = st.method + (f"+{exit.label}" if exit else "")
     cot_length = sum(len(model.settings.layout.reasoning_ids(model.tokenizer, r.steps)) for r in records) / max(len(records), 1)
     decoder = Decoder(model, max_new_tokens=max_new_tokens, max_latent_steps=max_latent_steps, temperature=temperature,
-                      latent_temperature=latent_temperature, seed=seed)
+                      latent_temperature=latent_temperature, seed=seed, exit=exit)
     results, predictions = [], []
     model.eval()
     if records:
@@ -52,18 +60,24 @@ def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, bat
             runs = [decoder.generate([r.question for r in chunk], speed=speed) for _ in range(samples)]
             for i, r in enumerate(chunk):
                 gens = [run[i] for run in runs]
-                correct = [answers_match(g.answer, r.answer) for g in gens]
+                correct = [score_answer(scoring, g.answer, g.text, r.answer) for g in gens]
+                # The answers that maj@K votes on: those the rule read (the decoder's own under 'ponder').
+                read = [g.answer if scoring == "ponder" else extract_answer(scoring, g.text) for g in gens]
                 first = gens[0]
                 preds.append({
-                    "method": st.method, "speed": speed, "question": r.question, "reference": r.answer,
+                    "method": method, "speed": speed, "question": r.question, "reference": r.answer,
                     "prediction": first.answer, "text": first.text, "correct": correct[0], "any_correct": any(correct),
                     "reasoning_length": first.reasoning_length, "wall_s": first.wall_s,
-                    "samples": [{"answer": g.answer, "correct": c, "reasoning_length": g.reasoning_length}
-                                for g, c in zip(gens, correct)],
+                    "probe_tokens": first.probe_tokens, "passes": first.main_passes + first.probe_passes,
+                    "exit_reason": first.exit_reason,
+                    "samples": [{"answer": voted, "correct": c, "reasoning_length": g.reasoning_length}
+                                for g, c, voted in zip(gens, correct, read)],
                 })
+                if scoring != "ponder":  # what the rule read in the text, beside the decoder's answer
+                    preds[-1]["scored_answer"] = read[0]
             if progress:
                 progress(len(chunk))
-        row = summarise(preds, st.method, speed, time.perf_counter() - t0,
+        row = summarise(preds, method, speed, time.perf_counter() - t0,
                         cot_length=cot_length if st.reasoning in ("latent", "thoughts") else None)
         results.append(row)
         predictions += preds
@@ -72,7 +86,8 @@ def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, bat
         "batch_size": batch_size, "temperature": temperature, "latent_temperature": latent_temperature,
         "max_new_tokens": max_new_tokens, "max_latent_steps": max_latent_steps, "seed": seed,
         "device": str(model.device), "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "cot_reference_length": cot_length, "ponder_version": __version__,
+        "cot_reference_length": cot_length, "scoring": scoring,
+        "exit": None if exit is None else asdict(exit), "ponder_version": __version__,
     }
     return {"settings": settings, "results": results, "predictions": predictions}
 

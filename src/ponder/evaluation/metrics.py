@@ -58,6 +58,9 @@ def summarise(predictions: list[dict], method: str, speed, total_wall_s: float, 
         "latency_s_mean": statistics.fmean(p["wall_s"] for p in predictions) if n else float("nan"),
         "questions_per_s": n / total_wall_s if total_wall_s > 0 else float("nan"),
     }
+    if n and "passes" in predictions[0]:  # the whole cost, probes included (exit policies)
+        row["mean_probe_tokens"] = statistics.fmean(p["probe_tokens"] for p in predictions)
+        row["mean_passes"] = statistics.fmean(p["passes"] for p in predictions)
     if cot_length:
         row["compression_vs_cot"] = row["mean_reasoning_length"] / cot_length
     return row

@@ -18,8 +18,16 @@ SAMPLE_COLUMNS = [
 ]
 
 
+# Shown when a row used an exit policy (its probes are real cost).
+EXIT_COLUMNS = [
+    ("mean_probe_tokens", "probe tokens", "{:.1f}"),
+    ("mean_passes", "passes", "{:.1f}"),
+]
+
+
 def columns(rows: list[dict]) -> list[tuple]:
-    return COLUMNS + (SAMPLE_COLUMNS if any((r.get("k") or 1) > 1 for r in rows) else [])
+    return (COLUMNS + (SAMPLE_COLUMNS if any((r.get("k") or 1) > 1 for r in rows) else [])
+            + (EXIT_COLUMNS if any("+" in str(r.get("method")) for r in rows) else []))
 
 
 def _cell(row, key, fmt):

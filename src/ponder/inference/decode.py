@@ -38,12 +38,16 @@ class Generation:
     ended: bool = True  # <eos> was decoded (False: cut by max_new_tokens)
     latents: torch.Tensor | None = None  # (steps, d) input embeddings of the latent steps
     latent_top_ids: list[list[int]] = field(default_factory=list)  # LM's top tokens at each latent step
-    # Exit-policy accounting (inference/exits.py); without a policy: no probes, reason "model" or "length".
-    probe_tokens: int = 0  # tokens fed and decoded by probes: real cost, counted apart from the reasoning
-    main_passes: int = 0  # forward passes of the main generation that fed this row
-    probe_passes: int = 0
-    exit_reason: str | None = None
+    # What it cost and why it stopped (exit policies: inference/exits.py). Probes are real cost, counted apart.
+    thinking_tokens: int = 0  # thinking tokens kept (token reasoners: reasoning_length; 0 for the others)
+    probe_tokens: int = 0  # tokens probes fed (cue) and decoded for this row
+    main_passes: int = 0  # forward passes of the main generation this row took part in (prefill included)
+    probe_passes: int = 0  # forward passes of its probes (a verifier's included)
+    exit_reason: str | None = None  # model (ended its thinking itself), length, eos, or the policy that ended it
+    exit_probe: int | None = None  # index in probe_answers of the probe that decided the exit
     probe_answers: list[str] = field(default_factory=list)
+    probe_confidences: list[float] = field(default_factory=list)  # DEER's confidence of each probe
+    latency_s: float = 0.0  # from the call's start to this row's last token (<= wall_s; probes included)
 
 
 def check_speed(settings, speed) -> int | str | None:
@@ -78,7 +82,8 @@ class Decoder:
                  exit=None):
         """``sample_stop``: a latent chain ends with probability p(``</think>``) at each step instead of when
         ``</think>`` is the LM's top token (RL rollouts: the length is then an action that can be reinforced).
-        ``exit``: an ``ExitConfig`` whose policy may end a token reasoner's thinking early (exits.py)."""
+        ``exit``: an ``ExitConfig`` (or a policy name) whose policy may end a token reasoner's thinking early
+        (``inference/exits.py``)."""
         if max_new_tokens < 1:
             raise PonderError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         if max_latent_steps < 0:
@@ -89,11 +94,12 @@ class Decoder:
         self.max_new_tokens, self.max_latent_steps = max_new_tokens, max_latent_steps
         self.temperature, self.latent_temperature, self.use_cache = temperature, latent_temperature, use_cache
         self.sample_stop = sample_stop
-        self.exit = exit if exit is not None and exit.exit != "none" else None
-        if self.exit is not None:
-            from ponder.inference.exits import check_model
+        self.exit = exit
+        self.policy = None
+        if exit is not None:
+            from ponder.inference.exits import make_policy
 
-            check_model(model)
+            self.policy = make_policy(exit, model, max_new_tokens)  # None for "none": today's loop, unchanged
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
 
     # -- one forward step over new inputs ------------------------------------------------------------
@@ -116,35 +122,38 @@ class Decoder:
         self.hidden = last(out.hidden)  # the last-layer hidden state: a continuous thought's source
         return last(out.logits).float(), last(out.latent_mean), last(out.latent_log_std)
 
-    def _probe(self, rows: list[int], last_pos, cue: list[int], max_tokens: int, parse) -> list:
-        """Ask ``rows`` for their current answer without disturbing them: feed the cue (``</think>`` and the
-        answer prefix), decode up to ``max_tokens`` greedily, then crop the cache and the mask back, so the
-        main generation goes on exactly as if nothing had happened. Other rows ride along masked."""
-        B, device, eos = last_pos.shape[0], last_pos.device, self.tok.eos_token_id
-        kept = (self.mask, self.embeds, self.positions, self.hidden)
-        length = self.mask.shape[1]
-        on = torch.zeros(B, dtype=torch.bool, device=device)
-        on[rows] = True
-        cue_ids = torch.tensor(cue, device=device).expand(B, -1)
+    def _probe(self, rows: list[int], last_pos, cue: list[int], max_tokens: int, finished) -> list[tuple]:
+        """Ask ``rows`` for their current answer without disturbing them: feed ``cue`` (the end of thinking
+        and the answer cue) after each row's last token, decode greedily until ``finished(ids)`` or
+        ``max_tokens``, then crop the cache and restore the mask, so the main generation goes on exactly as if
+        nothing had happened. The other rows ride along masked. -> (ids, probs, cue length) per row."""
+        B, device = last_pos.shape[0], last_pos.device
+        kept, length = (self.mask, self.embeds, self.positions, self.hidden), self.mask.shape[1]
+
+        def on(alive):
+            m = torch.zeros(B, 1, dtype=torch.long, device=device)
+            m[alive] = 1
+            return m
+
         pos = last_pos[:, None] + torch.arange(1, len(cue) + 1, device=device)
-        logits, _, _ = self._step(self.model.embed(cue_ids), on.long()[:, None].expand(-1, len(cue)), pos, latent=False)
-        out, probs, alive, last, passes = [], [], on.clone(), pos[:, -1], 1
+        cue_ids = torch.tensor(cue, device=device).expand(B, -1)
+        logits, _, _ = self._step(self.model.embed(cue_ids), on(rows).expand(-1, len(cue)), pos, latent=False)
+        out, alive, last = {b: ([], []) for b in rows}, list(rows), pos[:, -1]
         for i in range(max_tokens):
-            p = torch.softmax(logits, -1)
-            conf, token = p.max(-1)
-            out.append(token)
-            probs.append(conf)
-            alive &= token != eos
-            if i == max_tokens - 1 or not alive.any():
+            conf, token = torch.softmax(logits, -1).max(-1)
+            tokens, confs = token.tolist(), conf.tolist()
+            for b in alive:
+                out[b][0].append(tokens[b])
+                out[b][1].append(confs[b])
+            alive = [b for b in alive if not finished(out[b][0])]
+            if not alive or i == max_tokens - 1:
                 break
             last = last + 1
-            logits, _, _ = self._step(self.model.embed(token[:, None]), alive.long()[:, None], last[:, None], latent=False)
-            passes += 1
-        if self.use_cache:  # crop(-n) drops the last n positions (a positive argument is refused by transformers 5)
+            logits, _, _ = self._step(self.model.embed(token[:, None]), on(alive), last[:, None], latent=False)
+        if self.use_cache:  # crop(-n) drops the last n positions (transformers 5 refuses a positive length here)
             self.cache.crop(-(self.cache.get_seq_length() - length))
         self.mask, self.embeds, self.positions, self.hidden = kept
-        ids, ps = torch.stack(out, 1).tolist(), torch.stack(probs, 1).tolist()
-        return [parse(ids[b], ps[b], len(cue), passes) for b in rows]
+        return [(*out[b], len(cue)) for b in rows]
 
     def _next_token(self, logits):
         if self.temperature <= 0:
@@ -216,25 +225,27 @@ class Decoder:
             last_pos = last_pos + 1
             fed += 1
 
-        out_ids = []
+        out_ids, stamps = [], []  # stamps[i]: seconds from t0 until token i was known (a row's latency)
         done = torch.zeros(B, dtype=torch.bool, device=device)
         ctl = None
-        if self.exit is not None:
+        if self.policy is not None:
             from ponder.inference.exits import ExitController
 
-            ctl = ExitController(self.exit, model, questions, self.max_new_tokens)
-            probe = lambda rows: self._probe(rows, last_pos, ctl.cue_ids, self.exit.probe_tokens, ctl.parse_probe)  # noqa: E731
+            ctl = ExitController(self.policy, model, questions)
         for i in range(self.max_new_tokens):
             token = self._next_token(ctl.mask_logits(logits) if ctl else logits)
-            if ctl:  # a policy may end a row's thinking here (probing first, through the same cache)
-                token = ctl.choose(token, done, probe)
+            if ctl:  # the policy may end a row's thinking here, after probing it through the same cache
+                token = ctl.choose(token, done, lambda rows, cue: self._probe(
+                    rows, last_pos, cue, self.policy.config.probe_tokens, ctl.probe_finished))
             token = torch.where(done, torch.full_like(last_pos, pad), token)
             out_ids.append(token)
             was_done, done = done, done | (token == eos)
-            if done.all() or i == self.max_new_tokens - 1:  # no forward pass whose logits nobody reads
+            finished = bool(done.all())  # (a sync: the stamp below is when the token was really known)
+            stamps.append(time.perf_counter() - t0)
+            if finished or i == self.max_new_tokens - 1:  # no forward pass whose logits nobody reads
                 break
             last_pos = last_pos + (~was_done).long()
-            fed += (~was_done).long()
+            fed += (~done).long()  # a row's own <eos> rides along in this pass, but the row no longer needs it
             logits, _, _ = self._step(model.embed(token[:, None]), (~was_done).long()[:, None], last_pos[:, None],
                                       latent=False)
         _sync(device)
@@ -248,22 +259,28 @@ class Decoder:
             seq = gen_ids[b]
             ended = eos in seq
             seq = seq[: seq.index(eos)] if ended else seq
+            thinking, answer = 0, seq
             if st.reasoning == "tokens":
                 reasoning, answer = (seq[: seq.index(think_end)], seq[seq.index(think_end) + 1:]) if think_end in seq else (seq, None)
-                length = len(reasoning)
+                length = thinking = len(reasoning)
             else:
-                answer, length = seq, int(steps[b])
+                length = int(steps[b])
             text = tok.decode(seq, skip_special_tokens=False)
-            parsed = st.layout.parse_answer(tok.decode(answer, skip_special_tokens=True)) if answer is not None else ""
+            answer_text = tok.decode(answer, skip_special_tokens=True) if answer is not None else None
+            parsed = "" if answer is None else (ctl.answer(b, answer_text) if ctl else
+                                                st.layout.parse_answer(answer_text))
             row = ctl.rows[b] if ctl else None
+            reason = "model" if answer is not None or st.reasoning != "tokens" else "eos" if ended else "length"
             results.append(Generation(
                 question=questions[b], speed=speed, text=text, answer=parsed, reasoning_length=length, wall_s=wall,
                 token_ids=seq, ended=ended, latents=None if lat is None else lat[b, :length].cpu(),
-                latent_top_ids=[] if tops is None else tops[b][:length], main_passes=int(fed[b]),
-                probe_tokens=row.probe_tokens if row else 0, probe_passes=row.probe_passes if row else 0,
-                exit_reason=(row.exit_reason if row and row.exit_reason != "none" else
-                             "model" if answer is not None or st.reasoning != "tokens" else "length"),
-                probe_answers=list(row.probe_answers) if row else []))
+                latent_top_ids=[] if tops is None else tops[b][:length], thinking_tokens=thinking,
+                main_passes=int(fed[b]), exit_reason=(row.exit_reason if row and row.exit_reason else reason),
+                probe_tokens=sum(p.tokens for p in row.probes) if row else 0,
+                probe_passes=sum(p.passes for p in row.probes) if row else 0,
+                exit_probe=row.exit_probe if row else None, probe_answers=row.answers if row else [],
+                probe_confidences=[p.confidence for p in row.probes] if row else [],
+                latency_s=stamps[min(len(seq), len(stamps) - 1)]))
         return results
 
 

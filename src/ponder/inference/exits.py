@@ -1,261 +1,412 @@
-"""Exit policies: make an explicit reasoner think less, with no training.
+"""Exit policies: make an explicit reasoner think less (or longer), with no training.
 
-While a row of the batch thinks (between ``<think>`` and ``</think>``), a policy watches it and may end the
-thinking early: the row's next tokens are then forced to the end of thinking (and an answer cue), and the
-answer is decoded from the same KV cache. Rows exit independently. Where a policy needs the model's
-current answer it *probes*: the decoder appends ``</think>`` and the answer cue to the cache, decodes a few
-tokens greedily, and crops the cache back (``Decoder._probe``), so the main continuation is exactly what
-it would have been -- a policy that never fires gives token for token what ``none`` gives.
+While a row of the batch thinks (between ``<think>`` and ``</think>``), a *policy* watches it and may end
+the thinking: the row's next tokens are then forced -- the end of thinking and an answer cue -- one per
+step, and its answer is decoded from the same KV cache. Rows exit independently. Where a policy needs the
+model's current answer it *probes*: the decoder appends the end of thinking and the cue to the cache,
+decodes a few tokens greedily, reads the answer and its token probabilities, and crops the cache back
+(``Decoder._probe``), so the main continuation is exactly what it would have been: a policy that never
+fires gives token for token what ``none`` gives. The one entry point is the shared decoder::
 
     from ponder.arguments import ExitConfig
     from ponder.inference.decode import Decoder
-    gens = Decoder(model, exit=ExitConfig(exit="convergence")).generate(questions)
-    gens[0].thinking_tokens, gens[0].probe_tokens, gens[0].exit_reason, gens[0].probe_answers
 
-Policies (``ExitConfig`` documents each parameter):
+    gens = Decoder(model, max_new_tokens=512, exit=ExitConfig(exit="convergence", patience=3)).generate(questions)
+    g = gens[0]
+    g.thinking_tokens, g.probe_tokens, g.main_passes, g.probe_passes   # what it cost
+    g.exit_reason, g.exit_probe, g.probe_answers, g.latency_s          # where and why it stopped
 
-* ``budget`` -- s1 budget forcing (Muennighoff et al. 2025): at most N thinking tokens, then the end of
-  thinking is forced; ``wait`` K turns the model's own first K ends of thinking into "Wait" instead.
+Policies (``ExitConfig`` documents and defaults every parameter):
+
+* ``budget`` -- s1 budget forcing (Muennighoff et al. 2025): at most ``budget`` thinking tokens, then the
+  end of thinking and the cue are forced (``budget=0`` closes the thinking at once); ``wait=K`` turns the
+  model's own first K ends of thinking into " Wait" (s1's way to think longer).
 * ``convergence`` -- Dynasor-CoT (Fu et al. 2025): probe every ``probe_every`` thinking tokens; stop when
-  the last ``patience`` answers are equal, non-empty, and no probe text hedges.
-* ``confidence`` -- DEER (Yang et al. 2025): probe where the next token opens a new thought (a reflection
-  marker such as "Wait"); confidence = mean probability of the probe's answer tokens after the first (the
-  first alone for a one-token answer); stop at ``threshold``, at most ``max_probes`` probes.
-* ``trim`` -- TrimR-style (Lin et al. 2025): at each thought boundary a verifier gives the answer the
-  thinking has reached; stop after ``agree`` consecutive thoughts agree; under-thinking guard: past half
-  the budget with more than ``max_thoughts`` thoughts, stop. The verifier is the reasoner itself (a probe)
-  or another model, asked the question and the thinking so far through its own prompt layout.
-* ``nowait`` -- NoWait (Wang et al. 2025): the reflection markers' tokens get -inf logits throughout.
+  the last ``patience`` probe answers are equal and non-empty and none of their texts holds a hedge word.
+* ``confidence`` -- DEER (Yang et al. 2025): probe where the model is about to open a new thought (its
+  next token holds a reflection marker such as "Wait"); confidence = the mean probability of the probe's
+  answer tokens after the first (the first alone for a one-token answer); stop at ``threshold`` (the
+  marker is then never written); at most ``max_probes`` probes per row.
+* ``trim`` -- TrimR-style (Lin et al. 2025): the thinking is split into thoughts at the markers; when a
+  thought ends, a verifier gives its answer; stop once ``agree`` thoughts in a row each give the answer of
+  the thought before (``agree + 1`` equal non-empty answers). Under-thinking guard: past half the budget
+  (``budget``, default ``max_new_tokens``) with more than ``max_thoughts`` thoughts, stop. The verifier is
+  the reasoner itself by default (a probe: it reads the whole thinking so far), or another model
+  (``verifier=DIR``) asked, through its own prompt layout, the question with the thought as its thinking:
+  ``<question prompt> <think> {thought} </think> {its answer cue}`` and read greedily like a probe.
+* ``nowait`` -- NoWait (Wang et al. 2025): every token spelling a ``suppress`` word gets a -inf logit for
+  the whole generation.
 
-Probes are real cost: their tokens and forward passes are counted per row, and the batch's wall time
-includes them.
+Probes are real cost: their tokens and forward passes are counted per row (``probe_tokens``,
+``probe_passes``), and ``wall_s`` / ``latency_s`` include them. A probe's answer is its first line after
+the cue (the layout's answer prefix stripped), its text all it decoded (up to ``<eos>`` or ``probe_tokens``
+tokens): the hedge words of Dynasor-CoT may come after the answer.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
 
 from ponder.arguments import ExitConfig
 from ponder.errors import PonderError
 
-
-@dataclass
-class RowState:
-    """One question's thinking, as the controller sees it, and its accounting."""
-
-    thinking: bool = True
-    thinking_tokens: int = 0  # kept: written while thinking, before the end of thinking
-    tokens: list[int] = field(default_factory=list)  # what it has thought so far
-    queue: list[int] = field(default_factory=list)  # forced tokens still to write
-    waits: int = 0
-    probes: int = 0
-    probe_tokens: int = 0
-    probe_passes: int = 0
-    probe_answers: list[str] = field(default_factory=list)
-    probe_texts: list[str] = field(default_factory=list)
-    confidences: list[float] = field(default_factory=list)
-    thoughts: int = 0
-    streak: int = 0  # trim: consecutive agreeing thoughts
-    exit_reason: str = "none"  # model (wrote </think> itself), budget, convergence, confidence, trim, guard, length
-    exit_step: int | None = None  # thinking tokens when it exited
+EXIT_REASONS = ("model", "length", "eos", "budget", "convergence", "confidence", "trim", "trim-guard")
 
 
 @dataclass
 class Probe:
-    """What a probe read: the answer, its text, and the greedy tokens' probabilities."""
+    """What one probe read for one row."""
 
-    answer: str
-    text: str
-    probs: list[float]
-    tokens: int  # tokens fed and decoded (cue + answer)
-    passes: int
+    answer: str  # the answer it gave (empty: none)
+    text: str  # everything it decoded after the cue
+    probs: list[float]  # the greedy answer tokens' probabilities (the stopping token excluded)
+    tokens: int  # tokens it fed and decoded (the cue, then the answer)
+    passes: int  # forward passes this row took part in
 
     @property
     def confidence(self) -> float:
+        """DEER's: the mean probability of the answer tokens after the first (the first alone if it is all)."""
         p = self.probs[1:] or self.probs[:1]
         return sum(p) / len(p) if p else 0.0
 
 
+@dataclass(eq=False)  # rows are told apart by identity: two rows may think the same
+class Row:
+    """One question's thinking as the controller sees it, and its accounting."""
+
+    question: str
+    thinking: bool = True
+    tokens: list[int] = field(default_factory=list)  # the thinking written so far (kept tokens)
+    queue: list[int] = field(default_factory=list)  # forced tokens still to write, one per step
+    probes: list[Probe] = field(default_factory=list)
+    exit_reason: str | None = None  # see EXIT_REASONS; None while it thinks
+    exit_probe: int | None = None  # index in ``probes`` of the probe that decided the exit
+    waits: int = 0  # budget: ends of thinking turned into "Wait"
+    thought_start: int = 0  # trim: where the current thought began (in ``tokens``)
+    thoughts: int = 0  # trim: thoughts judged
+    streak: int = 0  # trim: thoughts in a row that agreed with the one before
+
+    @property
+    def answers(self) -> list[str]:
+        return [p.answer for p in self.probes]
+
+
 def check_model(model) -> None:
-    """Exit policies end a span of thinking *tokens*: say what works instead for the other methods."""
+    """Exit policies end a span of thinking *tokens*; for every other method say what works instead."""
     st = model.settings
     if st.reasoning == "latent":
-        raise PonderError(f"--exit: a {st.method} model thinks in latent vectors, not tokens; choose its thinking "
-                          "speed with --speed instead")
+        raise PonderError(f"--exit: a {st.method} model thinks in latents, not tokens: use --speed to make it think "
+                          "faster (exit policies are for cot, icot and Hugging Face reasoners)")
     if st.reasoning == "thoughts":
-        raise PonderError(f"--exit: a {st.method} model thinks a fixed number of continuous thoughts; there is no "
-                          "token span to end early")
+        raise PonderError(f"--exit: a {st.method} model thinks a fixed number of continuous thoughts, not tokens: "
+                          "there is no thinking to end early (exit policies are for cot, icot and Hugging Face "
+                          "reasoners)")
     if st.reasoning == "none":
-        raise PonderError("--exit: a nocot model does not think; exit policies are for cot, icot and Hugging Face "
-                          "reasoners")
+        raise PonderError("--exit: a nocot model does not think (exit policies are for cot, icot and Hugging Face "
+                          "reasoners)")
 
 
-def _token_ids_holding(tokenizer, words: list[str], lower: bool = False) -> list[int]:
-    """Every vocabulary id whose text holds one of ``words`` (NoWait suppresses all spellings of "Wait")."""
-    vocab = range(len(tokenizer))
-    texts = tokenizer.batch_decode([[i] for i in vocab])
-    norm = (lambda t: t.lower()) if lower else (lambda t: t)  # noqa: E731
-    return [i for i, t in zip(vocab, texts) if any(norm(w) in norm(t) for w in words)]
+def answer_cue(config: ExitConfig, layout) -> str:
+    """The text written after the end of thinking to ask for the answer."""
+    if config.answer_cue is not None:
+        return config.answer_cue.replace("\\n", "\n")
+    return layout.answer_template.partition("{answer}")[0].strip() or "Final Answer:"
 
 
-class ExitController:
-    """Per-row policy state for one ``Decoder.generate`` call; the decoder asks it, each step, which token
-    each row writes (see ``choose``) and lets it probe through ``Decoder._probe``."""
+def vocabulary_ids(tokenizer, match) -> list[int]:
+    """The ids whose decoded text satisfies ``match`` (a few seconds for a 150k vocabulary, once per decoder)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return [i for i, t in enumerate(texts) if match(t)]
 
-    def __init__(self, config: ExitConfig, model, questions: list[str], max_new_tokens: int):
-        check_model(model)
-        self.config, self.model, self.questions = config, model, questions
-        tok, lay = model.tokenizer, model.settings.layout
-        self.tok, self.layout = tok, lay
-        self.think_end = lay.think_ids(tok)[1]
-        cue = config.answer_cue if config.answer_cue is not None else (
-            lay.answer_template.partition("{answer}")[0].strip() or "Final Answer:")
-        self.cue_ids = [self.think_end] + lay._ids(tok, cue)
-        self.wait_ids = lay._ids(tok, " Wait")
-        markers = config.words("markers")
-        self.marker_ids = set(_token_ids_holding(tok, markers)) if config.exit in ("confidence", "trim", "nowait") else set()
-        self.marker_ids.discard(self.think_end)
-        self.suppressed = sorted(self.marker_ids) if config.exit == "nowait" else []
+
+# -- the policies ------------------------------------------------------------------------------------------
+class Policy:
+    """Never ends the thinking; the policies below override one hook or two. Built once per ``Decoder``."""
+
+    name = "none"
+
+    def __init__(self, config: ExitConfig, model, max_new_tokens: int):
+        self.config, self.tok = config, model.tokenizer
+        self.think_end = model.settings.layout.think_ids(self.tok)[1]
         self.budget = config.budget if config.budget is not None else max_new_tokens
-        self.hedges = [h.lower() for h in config.words("hedges")]
-        self.rows = [RowState() for _ in questions]
-        self.verifier = load_verifier(config.verifier) if config.exit == "trim" and config.verifier else None
+        self.suppressed: list[int] = []  # token ids whose logits are -inf all along
 
-    # -- the decoder's hooks ---------------------------------------------------------------------------
+    def wants_probe(self, row: Row, token: int) -> bool:
+        """Probe ``row`` before it writes ``token`` (its candidate, never the end of thinking)?"""
+        return False
+
+    def ask(self, rows: list[Row], probe) -> list[Probe]:
+        """The probes' answers for ``rows``: ``probe`` asks the reasoner itself through the shared cache."""
+        return probe(rows)
+
+    def decide(self, row: Row, token: int, result: Probe | None) -> str | None:
+        """The exit reason if ``row`` must stop thinking instead of writing ``token``, else None."""
+        return None
+
+    def instead_of_end(self, row: Row) -> list[int] | None:
+        """Tokens to write instead of the model's own end of thinking (None: let it end)."""
+        return None
+
+
+class Budget(Policy):
+    """s1 budget forcing: at most N thinking tokens; optionally "Wait" instead of the first K own ends."""
+
+    name = "budget"
+
+    def __init__(self, config, model, max_new_tokens):
+        super().__init__(config, model, max_new_tokens)
+        self.wait_ids = model.settings.layout._ids(self.tok, " Wait")
+
+    def decide(self, row, token, result):
+        return "budget" if len(row.tokens) >= self.budget else None
+
+    def instead_of_end(self, row):
+        if row.waits < self.config.wait and len(row.tokens) + len(self.wait_ids) <= self.budget:
+            row.waits += 1
+            return list(self.wait_ids)
+        return None
+
+
+class Convergence(Policy):
+    """Dynasor-CoT: a probe every ``probe_every`` thinking tokens; stop at ``patience`` equal, unhedged answers."""
+
+    name = "convergence"
+
+    def __init__(self, config, model, max_new_tokens):
+        super().__init__(config, model, max_new_tokens)
+        words = "|".join(re.escape(h.lower()) for h in config.words("hedges"))
+        self.hedge = re.compile(rf"(?<!\w)(?:{words})(?!\w)") if words else None
+
+    def wants_probe(self, row, token):
+        return len(row.tokens) > 0 and len(row.tokens) % self.config.probe_every == 0
+
+    def decide(self, row, token, result):
+        if result is None:
+            return None
+        last = row.probes[-self.config.patience:]
+        settled = len(last) == self.config.patience and last[0].answer and all(p.answer == last[0].answer for p in last)
+        hedged = self.hedge is not None and any(self.hedge.search(p.text.lower()) for p in last)
+        return "convergence" if settled and not hedged else None
+
+
+class Markers(Policy):
+    """A policy whose probe points are thought boundaries: a candidate token that holds a reflection marker."""
+
+    def __init__(self, config, model, max_new_tokens):
+        super().__init__(config, model, max_new_tokens)
+        markers = config.words("markers")
+        special = set(self.tok.all_special_ids) | {self.think_end}
+        self.marker_ids = {i for i in vocabulary_ids(self.tok, lambda t: any(m in t for m in markers))} - special
+
+
+class Confidence(Markers):
+    """DEER: at each thought boundary (at most ``max_probes``), stop when the probe's answer is confident."""
+
+    name = "confidence"
+
+    def wants_probe(self, row, token):
+        return token in self.marker_ids and len(row.probes) < self.config.max_probes
+
+    def decide(self, row, token, result):
+        ok = result is not None and result.answer and result.confidence >= self.config.threshold
+        return "confidence" if ok else None
+
+
+class Trim(Markers):
+    """TrimR-style: a verifier answers each finished thought; stop when ``agree`` thoughts in a row agree."""
+
+    name = "trim"
+
+    def __init__(self, config, model, max_new_tokens):
+        super().__init__(config, model, max_new_tokens)
+        self.verifier = load_verifier(config.verifier, str(model.device)) if config.verifier else None
+
+    def wants_probe(self, row, token):  # a thought just ended (an empty one is no thought)
+        return token in self.marker_ids and len(row.tokens) > row.thought_start
+
+    def ask(self, rows, probe):
+        if self.verifier is None:
+            return probe(rows)
+        thoughts = [self.tok.decode(r.tokens[r.thought_start:], skip_special_tokens=True) for r in rows]
+        return self.verifier.ask([r.question for r in rows], thoughts, self.config)
+
+    def decide(self, row, token, result):
+        if result is None:
+            return None
+        row.thoughts += 1
+        row.thought_start = len(row.tokens)  # the marker opens the next thought
+        prev = row.answers[-2] if len(row.probes) > 1 else None
+        row.streak = row.streak + 1 if result.answer and result.answer == prev else 0
+        if row.streak >= self.config.agree:
+            return "trim"
+        if len(row.tokens) > self.budget / 2 and row.thoughts > self.config.max_thoughts:
+            return "trim-guard"
+        return None
+
+
+class NoWait(Policy):
+    """NoWait: the reflection words' tokens are never written (their logits are -inf throughout)."""
+
+    name = "nowait"
+
+    def __init__(self, config, model, max_new_tokens):
+        super().__init__(config, model, max_new_tokens)
+        bare = lambda t: t.strip(" \t\n.,;:!?\"'()").lower()  # noqa: E731
+        words = {bare(w) for w in config.words("suppress")} - {""}
+        special = set(self.tok.all_special_ids) | {self.think_end}
+        # Every spelling: " wait", "Wait", ".wait", "WAIT," -- the word with spaces and punctuation around it.
+        self.suppressed = [i for i in vocabulary_ids(self.tok, lambda t: bare(t) in words) if i not in special]
+
+
+POLICIES = {p.name: p for p in (Policy, Budget, Convergence, Confidence, Trim, NoWait)}
+
+
+def make_policy(config: ExitConfig | str | None, model, max_new_tokens: int) -> Policy | None:
+    """The policy a ``Decoder`` runs (None for ``none``: the decoder then stays exactly today's loop)."""
+    if config is None:
+        return None
+    if isinstance(config, str):
+        config = ExitConfig(exit=config)
+    if config.exit == "none":
+        return None
+    check_model(model)
+    return POLICIES[config.exit](config, model, max_new_tokens)
+
+
+# -- the controller --------------------------------------------------------------------------------------
+class ExitController:
+    """The rows' policy state for one ``Decoder.generate`` call. Each step the decoder hands it the sampled
+    candidates and gets back the tokens the rows write (``choose``); probes go through ``Decoder._probe``."""
+
+    def __init__(self, policy: Policy, model, questions: list[str]):
+        self.policy, self.tok, self.layout = policy, model.tokenizer, model.settings.layout
+        self.think_end, self.eos = policy.think_end, self.tok.eos_token_id
+        self.cue = answer_cue(policy.config, self.layout)
+        self.cue_ids = [self.think_end] + self.layout._ids(self.tok, self.cue)
+        self.rows = [Row(q) for q in questions]
+        self.suppressed = policy.suppressed  # NoWait's token ids
+
     def mask_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.suppressed:
+        if len(self.suppressed):
+            if not isinstance(self.suppressed, torch.Tensor):  # once per call, on the logits' device
+                self.suppressed = torch.tensor(self.suppressed, device=logits.device)
             logits[:, self.suppressed] = float("-inf")
         return logits
 
     def choose(self, candidates: torch.Tensor, done: torch.Tensor, probe) -> torch.Tensor:
-        """The token each row writes this step: its forced queue's head, an end of thinking a policy decides
-        now, or the model's own candidate. ``probe(rows)`` -> a ``Probe`` per row (batched, cache restored)."""
-        cand = candidates.tolist()
-        live = [b for b, r in enumerate(self.rows) if r.thinking and not r.queue and not bool(done[b])]
-        asks = [b for b in live if self._wants_probe(b, cand[b])]
-        results = dict(zip(asks, probe(asks))) if asks else {}
+        """The token each row writes this step: the head of its forced queue, the start of a forced exit the
+        policy decides now (after probing it if it asks), or the model's own candidate.
+        ``probe(rows, cue_ids)`` -> per row (ids, probs, cue length), the cache restored afterwards."""
+        cand, finished = candidates.tolist(), done.tolist()
+        live = [b for b, r in enumerate(self.rows) if r.thinking and not r.queue and not finished[b]]
+        asking = [b for b in live if cand[b] != self.think_end and self.policy.wants_probe(self.rows[b], cand[b])]
+        results = {}
+        if asking:
+            index = {id(self.rows[b]): b for b in asking}
+
+            def read(rows):  # the reasoner's own answers, through the shared cache
+                return [self.read_probe(*o) for o in probe([index[id(r)] for r in rows], self.cue_ids)]
+
+            results = dict(zip(asking, self.policy.ask([self.rows[b] for b in asking], read)))
         out = list(cand)
-        for b, r in enumerate(self.rows):
-            if bool(done[b]):
+        for b in live:
+            row, token, result = self.rows[b], cand[b], results.get(b)
+            if result is not None:
+                row.probes.append(result)
+            if token == self.think_end:
+                row.queue = self.policy.instead_of_end(row) or []
                 continue
-            if not r.queue and r.thinking:
-                self._decide(b, cand[b], results.get(b))
-            if r.queue:
-                out[b] = r.queue.pop(0)
-            if r.thinking:
+            reason = self.policy.decide(row, token, result)
+            if reason:
+                row.exit_reason, row.queue = reason, list(self.cue_ids)
+                row.exit_probe = len(row.probes) - 1 if result is not None else None
+        for b, row in enumerate(self.rows):
+            if finished[b]:
+                continue
+            if row.queue:
+                out[b] = row.queue.pop(0)
+            if row.thinking:
                 if out[b] == self.think_end:
-                    r.thinking = False
-                    r.exit_step = r.thinking_tokens
+                    row.thinking = False
+                    row.exit_reason = row.exit_reason or "model"
                 else:
-                    r.thinking_tokens += 1
-                    r.tokens.append(out[b])
+                    row.tokens.append(out[b])
         return torch.tensor(out, dtype=candidates.dtype, device=candidates.device)
 
-    # -- the policies ----------------------------------------------------------------------------------
-    def _wants_probe(self, b: int, token: int) -> bool:
-        c, r = self.config, self.rows[b]
-        if c.exit == "convergence":
-            return r.thinking_tokens > 0 and r.thinking_tokens % c.probe_every == 0 and token != self.think_end
-        if c.exit == "confidence":
-            return token in self.marker_ids and r.probes < c.max_probes
-        if c.exit == "trim":
-            return token in self.marker_ids and self.verifier is None
-        return False
+    # -- probes --------------------------------------------------------------------------------------
+    def probe_finished(self, ids: list[int]) -> bool:
+        """A probe reads until <eos> (or ``probe_tokens``): the hedges of Dynasor-CoT may follow the answer."""
+        return ids[-1] == self.eos
 
-    def _decide(self, b: int, token: int, result: Probe | None) -> None:
-        c, r = self.config, self.rows[b]
-        if result is not None:
-            r.probes += 1
-            r.probe_tokens += result.tokens
-            r.probe_passes += result.passes
-            r.probe_answers.append(result.answer)
-            r.probe_texts.append(result.text)
-            r.confidences.append(result.confidence)
-        if token == self.think_end:
-            if c.exit == "budget" and r.waits < c.wait:  # s1: think longer instead of stopping
-                r.waits += 1
-                r.queue = list(self.wait_ids)
-            else:
-                r.exit_reason = "model"
-            return
-        if c.exit == "budget" and r.thinking_tokens >= c.budget:
-            self._exit(b, "budget")
-        elif c.exit == "convergence" and result is not None:
-            last = r.probe_answers[-c.patience:]
-            settled = len(last) == c.patience and last[0] and all(a == last[0] for a in last)
-            hedged = any(h in t.lower() for t in r.probe_texts[-c.patience:] for h in self.hedges)
-            if settled and not hedged:
-                self._exit(b, "convergence")
-        elif c.exit == "confidence" and result is not None and result.answer and result.confidence >= c.threshold:
-            self._exit(b, "confidence")
-        elif c.exit == "trim" and token in self.marker_ids:
-            self._trim(b, result)
-
-    def _trim(self, b: int, result: Probe | None) -> None:
-        c, r = self.config, self.rows[b]
-        if result is None:  # another model verifies: it reads the question and the thinking so far
-            result = self.verifier.ask(self.questions[b], self.tok.decode(r.tokens, skip_special_tokens=True))
-            r.probes += 1
-            r.probe_tokens += result.tokens
-            r.probe_passes += result.passes
-            r.probe_answers.append(result.answer)
-        r.thoughts += 1
-        answers = r.probe_answers
-        r.streak = r.streak + 1 if len(answers) > 1 and answers[-1] and answers[-1] == answers[-2] else 0
-        if r.streak >= c.agree:
-            self._exit(b, "trim")
-        elif r.thinking_tokens > self.budget / 2 and r.thoughts > c.max_thoughts:
-            self._exit(b, "guard")
-
-    def _exit(self, b: int, reason: str) -> None:
-        r = self.rows[b]
-        r.exit_reason, r.queue = reason, list(self.cue_ids)
-
-    # -- results ---------------------------------------------------------------------------------------
-    def parse_probe(self, ids: list[int], probs: list[float], fed: int, passes: int) -> Probe:
-        eos = self.tok.eos_token_id
-        ids = ids[: ids.index(eos)] if eos in ids else ids
+    def read_probe(self, ids: list[int], probs: list[float], fed: int) -> Probe:
+        """``ids``: what the probe decoded (ending with its stop token if it stopped); ``fed``: the cue's length."""
+        decoded = len(ids)
+        if ids and self.probe_finished(ids):
+            ids, probs = ids[:-1], probs[:-1]
         text = self.tok.decode(ids, skip_special_tokens=True)
-        return Probe(self.layout.parse_answer(text), text, probs[: len(ids)], fed + len(ids), passes)
+        return Probe(self.parse(text), text, probs, fed + decoded, decoded)
+
+    def parse(self, text: str) -> str:
+        """A probe's answer: the text after the cue (the layout's answer prefix stripped), its first line."""
+        text = self.layout.parse_answer(text)
+        return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+    def answer(self, b: int, text: str) -> str:
+        """Row ``b``'s final answer from the text after its end of thinking: as without a policy, less the
+        cue a forced exit wrote (the layout's own answer prefix is stripped by the layout anyway)."""
+        cue = self.cue.strip()
+        if self.rows[b].exit_reason not in (None, "model") and cue and text.strip().startswith(cue):
+            text = text.strip()[len(cue):]
+        return self.layout.parse_answer(text)
 
 
+# -- the verifier of trim ------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=2)
-def load_verifier(path: str) -> "Verifier":
-    """Loaded once per path, not per batch."""
-    return Verifier(path)
+def load_verifier(path: str, device: str) -> Verifier:
+    """Loaded once per path and device, not per decoder."""
+    return Verifier(path, device)
 
 
 class Verifier:
-    """TrimR's separate judge: another model asked the question with the thinking so far, then the cue."""
+    """TrimR's judge when it is another model: asked the question with one thought as its thinking."""
 
-    def __init__(self, path: str):
-        from ponder.arguments import ModelArguments
+    def __init__(self, path: str, device: str):
+        from ponder.model.io import load_model
 
         try:
-            self.model = ModelArguments(model=path).load()
+            self.model = load_model(path, device=device, chat_template=None, reasoner=True).eval()
         except PonderError as e:
             raise PonderError(f"--verifier: {e}") from None
-        self.model.eval()
 
     @torch.no_grad()
-    def ask(self, question: str, thinking: str) -> Probe:
+    def ask(self, questions: list[str], thoughts: list[str], config: ExitConfig) -> list[Probe]:
+        """Batched greedy reads, left-padded, through one cache: ``<prompt> <think> thought </think> cue``."""
         m, tok, lay = self.model, self.model.tokenizer, self.model.settings.layout
-        cue = lay.answer_template.partition("{answer}")[0].strip() or "Final Answer:"
-        ids = (lay.generation_prompt(tok, question, 1 if lay.speed_template else None, think=True)
-               + lay._ids(tok, thinking) + [lay.think_ids(tok)[1]] + lay._ids(tok, cue))
-        x = torch.tensor([ids], device=m.device)
-        out, probs = [], []
-        for _ in range(8):  # no cache: a few short re-encodings
-            logits = m(input_ids=x, last_only=True, latent=False).logits[0, -1].float()
-            p = torch.softmax(logits, -1)
-            t = int(p.argmax())
-            if t == tok.eos_token_id:
+        reader = ExitController(Policy(config, m, 1), m, questions)  # its own cue, end of thinking and parsing
+        prompts = [lay.generation_prompt(tok, q, 1, think=True) + lay._ids(tok, t) + reader.cue_ids
+                   for q, t in zip(questions, thoughts)]
+        B, T, pad = len(prompts), max(map(len, prompts)), tok.pad_token_id
+        ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=m.device)
+        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=m.device)
+        positions, cache = (mask.cumsum(-1) - 1).clamp(min=0), DynamicCache()
+        out, alive, results = [[] for _ in prompts], [True] * B, [None] * B
+        for step in range(config.probe_tokens):
+            logits = m(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, last_only=True, latent=False).logits[:, -1].float()
+            conf, token = torch.softmax(logits, -1).max(-1)
+            for b, (t, p) in enumerate(zip(token.tolist(), conf.tolist())):
+                if alive[b]:
+                    out[b].append((t, p))
+                    alive[b] = not reader.probe_finished([i for i, _ in out[b]])
+            if not any(alive):
                 break
-            out.append(t)
-            probs.append(float(p[t]))
-            x = torch.cat([x, torch.tensor([[t]], device=m.device)], 1)
-        text = tok.decode(out, skip_special_tokens=True)
-        return Probe(lay.parse_answer(text), text, probs, len(ids) + len(out), len(out) + 1)
+            ids, positions = token[:, None], positions[:, -1:] + 1
+            mask = torch.cat([mask, torch.tensor(alive, device=m.device).long()[:, None]], 1)
+        for b, o in enumerate(out):
+            results[b] = reader.read_probe([i for i, _ in o], [p for _, p in o], len(prompts[b]))
+        return results
