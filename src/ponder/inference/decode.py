@@ -174,10 +174,7 @@ class Decoder:
         t0 = time.perf_counter()
         self._reset()
         prompts = [st.layout.generation_prompt(tok, q, speed, think=st.reasoning != "none") for q in questions]
-        T = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = left_pad(prompts, pad, device)
         logits, mean, log_std = self._step(model.embed(ids), mask, positions, latent=st.reasoning == "latent")
         fed = torch.ones(B, dtype=torch.long, device=device)  # main forward passes each row took part in
         last_pos = positions[:, -1]  # the position of the last token fed (see methods/batch.py for the layout)
@@ -282,6 +279,15 @@ class Decoder:
                 probe_confidences=[p.confidence for p in row.probes] if row else [],
                 latency_s=stamps[min(len(seq), len(stamps) - 1)]))
         return results
+
+
+def left_pad(prompts: list[list[int]], pad: int, device):
+    """A batch of prompts padded on the left (ids, attention mask, positions counting real tokens only), so
+    every row's next token is decoded at the same column."""
+    T = max(map(len, prompts))
+    ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _sync(device):

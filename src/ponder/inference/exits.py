@@ -54,6 +54,7 @@ from transformers import DynamicCache
 
 from ponder.arguments import ExitConfig
 from ponder.errors import PonderError
+from ponder.inference.decode import left_pad
 
 EXIT_REASONS = ("model", "length", "eos", "budget", "convergence", "confidence", "trim", "trim-guard")
 
@@ -390,11 +391,9 @@ class Verifier:
         reader = ExitController(Policy(config, m, 1), m, questions)  # its own cue, end of thinking and parsing
         prompts = [lay.generation_prompt(tok, q, 1, think=True) + lay._ids(tok, t) + reader.cue_ids
                    for q, t in zip(questions, thoughts)]
-        B, T, pad = len(prompts), max(map(len, prompts)), tok.pad_token_id
-        ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=m.device)
-        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=m.device)
-        positions, cache = (mask.cumsum(-1) - 1).clamp(min=0), DynamicCache()
-        out, alive, results = [[] for _ in prompts], [True] * B, [None] * B
+        B, cache = len(prompts), DynamicCache()
+        ids, mask, positions = left_pad(prompts, tok.pad_token_id, m.device)
+        out, alive = [[] for _ in prompts], [True] * B
         for step in range(config.probe_tokens):
             logits = m(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                        use_cache=True, last_only=True, latent=False).logits[:, -1].float()
@@ -407,6 +406,4 @@ class Verifier:
                 break
             ids, positions = token[:, None], positions[:, -1:] + 1
             mask = torch.cat([mask, torch.tensor(alive, device=m.device).long()[:, None]], 1)
-        for b, o in enumerate(out):
-            results[b] = reader.read_probe([i for i, _ in o], [p for _, p in o], len(prompts[b]))
-        return results
+        return [reader.read_probe([i for i, _ in o], [p for _, p in o], len(prompt)) for o, prompt in zip(out, prompts)]
