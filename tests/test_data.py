@@ -393,7 +393,8 @@ def test_arith_difficulty_bounds_steps():
     assert lengths == set(range(2, 9))
 
 
-@pytest.mark.parametrize("task,bad", [("running-sum", 0), ("arith", 1), ("graph-hop", 0), ("running-sum", -3)])
+@pytest.mark.parametrize("task,bad", [("running-sum", 0), ("arith", 1), ("graph-hop", 0), ("running-sum", -3),
+                                      ("running-product", 0), ("carry-add", 0), ("permutation", -1)])
 def test_bad_difficulty_raises(task, bad):
     with pytest.raises(PonderError) as e:
         make_splits(task, 5, 1, 1, difficulty=bad)
@@ -498,3 +499,61 @@ def test_graph_hop_answers_follow_the_links():
             path.append(node)
         assert r.steps == path
         assert r.answer == path[-1]
+
+
+def test_running_product_answers_follow_from_question():
+    for d in (3, 6, 8):  # difficulty 1 has only 6 distinct questions
+        records = [r for s in make_splits("running-product", 100, 10, 10, seed=3, difficulty=d).values() for r in s]
+        for r in records:
+            digits = [int(x) for x in r.question.split(" ")]
+            assert len(digits) == d and all(1 <= x <= 6 for x in digits)
+            expected, total = [], 1
+            for x in digits:
+                total = total * x % 7
+                expected.append(str(total))
+            assert r.steps == expected
+            assert r.answer == expected[-1]
+            assert "0" not in r.steps  # the nonzero residues mod 7 are a group: a product never sticks at 0
+    assert {len(r.steps) for r in make_splits("running-product", 20, 0, 0)["train"]} == {6}
+
+
+def test_carry_add_answers_follow_from_question():
+    for d in (2, 4, 7):  # difficulty 1 has only 81 distinct questions
+        records = [r for s in make_splits("carry-add", 60, 10, 10, seed=4, difficulty=d).values() for r in s]
+        for r in records:
+            m = re.fullmatch(r"(\d+)\+(\d+)", r.question)
+            assert m, r.question
+            a, b = m.group(1), m.group(2)
+            assert len(a) == len(b) == d and a[0] != "0" and b[0] != "0"
+            assert r.answer == str(int(a) + int(b))
+            # One step per column from the ones column: digit + digit + carry in = column sum.
+            assert len(r.steps) == d
+            carry = 0
+            for k, step in enumerate(r.steps):
+                x, y = int(a[-1 - k]), int(b[-1 - k])
+                assert step == f"{x}+{y}+{carry}={x + y + carry}"
+                carry = (x + y + carry) // 10
+            written = "".join(step.split("=")[1][-1] for step in reversed(r.steps))
+            assert r.answer == ("1" if carry else "") + written
+    assert {len(r.steps) for r in make_splits("carry-add", 20, 0, 0)["train"]} == {4}
+
+
+def test_permutation_answers_follow_the_swaps():
+    for d in (1, 3, 6, 8):
+        records = [r for s in make_splits("permutation", 100, 10, 10, seed=5, difficulty=d).values() for r in s]
+        for r in records:
+            m = re.fullmatch(r"The ball is under cup (\d)\.((?: Swap \d and \d\.)+) Where is the ball\?", r.question)
+            assert m, r.question
+            cup = int(m.group(1))
+            swaps = [(int(i), int(j)) for i, j in re.findall(r"Swap (\d) and (\d)\.", m.group(2))]
+            assert len(swaps) == d
+            path = []
+            for i, j in swaps:
+                assert i != j and 1 <= i <= 6 and 1 <= j <= 6
+                cups = list(range(7))
+                cups[i], cups[j] = cups[j], cups[i]  # cups[k]: where the content of cup k goes
+                cup = cups[cup]
+                path.append(str(cup))
+            assert r.steps == path
+            assert r.answer == path[-1]
+    assert {len(r.steps) for r in make_splits("permutation", 20, 0, 0)["train"]} == {6}

@@ -45,7 +45,7 @@ def _speeds(text: Optional[str]):
 # -- data -------------------------------------------------------------------------------------------
 @data_app.command("make")
 def data_make(
-    task: str = typer.Argument(..., help="running-sum, arith, graph-hop or overthink"),
+    task: str = typer.Argument(..., help="running-sum, arith, graph-hop, overthink, running-product, carry-add or permutation"),
     out: Path = typer.Option(..., "--out", help="Directory for train/val/test.jsonl"),
     n_train: int = typer.Option(5000, "--n-train"),
     n_val: int = typer.Option(200, "--n-val"),

@@ -18,6 +18,14 @@ and the same seed always gives byte-identical files.
   always right. The ground on which exit policies (``inference/exits.py``) are measured. Options:
   ``make_splits("overthink", ..., recheck_rate=, mistake_rate=, max_rechecks=)``, or
   ``ponder data make overthink --recheck-rate R --mistake-rate M --max-rechecks K``.
+* ``running-product`` — digits 1..6; steps are the running products mod 7. Difficulty = number of digits (6).
+  running-sum's shape with another operation: the nonzero residues mod 7 form a group, so no product ever
+  sticks at 0 (as digits 1..9 mod 10 would) and every step is a one-token residue 1..6.
+* ``carry-add`` — addition of two ``difficulty`` (4) digit numbers written as column steps from the ones
+  column, each ``a+b+carry=sum`` (``7+5+0=12``: write 2, carry 1); the answer is the written digits read
+  back, with the last carry in front when it is 1.
+* ``permutation`` — a ball under one of six cups and ``difficulty`` (6) swaps of two cups; the steps are
+  the ball's cup after each swap (one token each), the answer the last one.
 """
 
 from __future__ import annotations
@@ -76,6 +84,44 @@ def arith(rng: random.Random, difficulty: int) -> Record:
         value = new
     sentences.append("What is the result?")
     return Record(" ".join(sentences), steps, str(value))
+
+
+def running_product(rng: random.Random, difficulty: int) -> Record:
+    digits = [rng.randint(1, 6) for _ in range(difficulty)]
+    products, total = [], 1
+    for d in digits:
+        total = total * d % 7
+        products.append(str(total))
+    return Record(" ".join(map(str, digits)), products, products[-1])
+
+
+def carry_add(rng: random.Random, difficulty: int) -> Record:
+    # Leading digits 1..9 so both numbers have exactly `difficulty` digits.
+    a = [rng.randint(1, 9)] + [rng.randrange(10) for _ in range(difficulty - 1)]
+    b = [rng.randint(1, 9)] + [rng.randrange(10) for _ in range(difficulty - 1)]
+    steps, written, carry = [], [], 0
+    for x, y in zip(reversed(a), reversed(b)):
+        total = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={total}")
+        written.append(str(total % 10))
+        carry = total // 10
+    answer = ("1" if carry else "") + "".join(reversed(written))
+    return Record(f"{''.join(map(str, a))}+{''.join(map(str, b))}", steps, answer)
+
+
+PERMUTATION_CUPS = 6
+
+
+def permutation(rng: random.Random, difficulty: int) -> Record:
+    cup = rng.randint(1, PERMUTATION_CUPS)
+    sentences, steps = [f"The ball is under cup {cup}."], []
+    for _ in range(difficulty):
+        i, j = rng.sample(range(1, PERMUTATION_CUPS + 1), 2)
+        sentences.append(f"Swap {i} and {j}.")
+        cup = j if cup == i else i if cup == j else cup
+        steps.append(str(cup))
+    sentences.append("Where is the ball?")
+    return Record(" ".join(sentences), steps, steps[-1])
 
 
 _NODES = ("wug", "dax", "fep", "lorp", "zib", "tove", "blick", "mip", "gorp", "sned", "vab", "kiki",
@@ -173,6 +219,9 @@ TASKS = {
     "graph-hop": Task("graph-hop", graph_hop, 3, 1, "follow k links in a random successor map"),
     "overthink": Task("overthink", overthink, 4, 1, "running sums stated, then re-checked; sometimes wrong first",
                       check_overthink_options),
+    "running-product": Task("running-product", running_product, 6, 1, "running products of digits 1..6 mod 7"),
+    "carry-add": Task("carry-add", carry_add, 4, 1, "multi-digit addition, one a+b+carry=sum step per column"),
+    "permutation": Task("permutation", permutation, 6, 1, "follow a ball under six cups through k swaps"),
 }
 
 
