@@ -167,6 +167,34 @@ class BenchArguments:
     force: bool = field(default=False, metadata={"help": "Retrain and re-evaluate finished runs."})
 
 
+@dataclass
+class ServeArguments:
+    """`ponder serve`: the model behind an OpenAI-compatible HTTP API (``serve/``), one engine stepping one
+    continuous batch. The model is loaded with the ``ModelArguments`` options; docs/serve.md has the API."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (0.0.0.0: every interface).",
+                                                     "panel": "Server"})
+    port: int = field(default=8000, metadata={"help": "Port to listen on.", "panel": "Server"})
+    max_batch: int = field(default=32, metadata={"help": "Most rows decoded together (a request with n > 1 takes n); "
+                                                         "more wait, and join as rows leave.", "panel": "Server"})
+    max_queue: int = field(default=256, metadata={"help": "Most rows waiting beyond the batch; a request that "
+                                                          "would pass it gets 429 with Retry-After.",
+                                                  "panel": "Server"})
+    api_key: Optional[str] = field(default=None, metadata={
+        "help": "Require 'Authorization: Bearer KEY' on /v1 (default: the PONDER_API_KEY environment variable, "
+                "else no key).", "panel": "Server"})
+    served_model_name: Optional[str] = field(default=None, metadata={
+        "help": "The model's name in the API (default: --model as given).", "panel": "Server"})
+    max_tokens: int = field(default=256, metadata={"help": "Longest completion (thinking tokens included) when a "
+                                                           "request gives no max_tokens.", "panel": "Server"})
+    max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps when a request gives no budget "
+                                                                "(CoLaR).", "panel": "Server"})
+    shutdown_timeout: int = field(default=30, metadata={"help": "On shutdown, seconds running requests get to "
+                                                                "finish before they are cancelled.", "panel": "Server"})
+    log_level: str = field(default="info", metadata={"help": "uvicorn's log level: critical, error, warning, info, "
+                                                             "debug.", "panel": "Server"})
+
+
 POLICIES = ("none", "budget", "convergence", "confidence", "trim", "nowait")
 _PANEL = "Exit policy"
 

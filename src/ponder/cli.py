@@ -22,7 +22,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ponder.arguments import AskArguments, BenchArguments, DataArguments, EvalArguments, ExitConfig, ModelArguments
+from ponder.arguments import (AskArguments, BenchArguments, DataArguments, EvalArguments, ExitConfig, ModelArguments,
+                              ServeArguments)
 from ponder.errors import PonderError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -247,6 +248,14 @@ def bench(task, methods, seeds, budget, out, force):
     run_bench(task, parse_methods(methods), parse_seeds(seeds), Path(out), budget=budget, force=force, console=console)
 
 
+# -- serve ------------------------------------------------------------------------------------------
+def serve(**values):
+    from ponder.options import build
+    from ponder.serve.app import run_server
+
+    run_server(build(ServeArguments, values), build(ModelArguments, values))
+
+
 def _register():
     from ponder.options import add_command, options_of
 
@@ -258,6 +267,9 @@ def _register():
                 config=False)
     add_command(app, "bench", options_of(BenchArguments, "Options"), bench,
                 "Train and evaluate several methods on one task, same model size and budget; one table and one plot.")
+    add_command(app, "serve", options_of(ModelArguments, "Model") + options_of(ServeArguments, "Server"), serve,
+                "Serve a model behind an OpenAI-compatible API (docs/serve.md): chat and completions, streaming, "
+                "thinking speed, budget and exit policy per request.")
 
 
 _register()
