@@ -238,6 +238,35 @@ def test_thinking_budget_effort_and_exit_policy(cot, colar, cot_server, colar_se
     assert g.reasoning_length == 2
 
 
+@pytest.fixture(scope="module")
+def qwen3(reasoner_dir):
+    """The tiny Qwen3 reasoner of the exit-policy tests, asked through its chat template, chaotic too."""
+    from ponder.model.io import load_model
+
+    model = load_model(reasoner_dir, chat_template=None, reasoner=True)
+    head = model.lm.get_output_embeddings()
+    head.weight = torch.nn.Parameter(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    return model
+
+
+@pytest.mark.parametrize("policy", [dict(exit="budget", budget=3), dict(exit="convergence", probe_every=2, patience=2,
+                                                                         probe_tokens=6)], ids=["budget", "convergence"])
+def test_a_hugging_face_reasoner_with_an_exit_policy(qwen3, policy):
+    """Forced exits write the reasoner's cue 'Final Answer:', which the answer (streamed too) leaves out."""
+    live = Live(qwen3, "qwen3")
+    try:
+        qs = ["3 4", "5 6 7"]
+        expected = Decoder(qwen3, max_new_tokens=MAX_TOKENS, exit=ExitConfig(**policy)).generate(qs)
+        assert any(g.exit_reason == policy["exit"] for g in expected)
+        for stream in (False, True):
+            for q, g in zip(qs, expected):
+                got = ask(live.client(), "qwen3", q, stream, max_tokens=MAX_TOKENS, extra_body={"ponder": policy})
+                check_same(qwen3, got, g)
+                assert got[4]["probe_tokens"] == g.probe_tokens
+    finally:
+        live.stop()
+
+
 def test_chat_logprobs_models_health_and_metrics(cot, cot_server):
     client = cot_server.client()
     r = client.chat.completions.create(model="tiny-cot", messages=[{"role": "user", "content": "1 2"}],
@@ -368,6 +397,27 @@ def test_shutdown_cancels_running_rows_and_stops_the_engine(cot):
     assert not live.thread.is_alive() and not live.server.runner._thread.is_alive()
     assert live.server.engine.running == 0 and not live.server.engine.busy
     stream.close()
+
+
+def test_ponder_serve_command_loads_the_model_and_runs_uvicorn(cot, tmp_path, monkeypatch, capsys):
+    """`ponder serve --model DIR ...` wires its options to the model, the app and uvicorn (uvicorn.run stubbed:
+    the servers above are the real thing); bad server options are one line."""
+    from test_cli_errors import assert_one_line_error, run_cli
+
+    cot.save(tmp_path / "m")
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    code, _, err = run_cli(capsys, "serve", "--model", tmp_path / "m", "--device", "cpu", "--port", 8123, "--max-batch",
+                           3, "--api-key", "k", "--shutdown-timeout", 5)
+    assert code == 0, err
+    (app, kw), = calls
+    assert kw == {"host": "127.0.0.1", "port": 8123, "log_level": "info", "timeout_graceful_shutdown": 5}
+    server = app.state.server
+    assert server.model_name == str(tmp_path / "m") and server.engine.max_batch == 3 and server.api_key == "k"
+    assert server.model.settings.method == "cot"
+    code, _, err = run_cli(capsys, "serve", "--model", tmp_path / "m", "--max-queue", -1)
+    assert_one_line_error(code, err, "--max-queue must be >= 0, got -1")
+    assert len(calls) == 1
 
 
 # -- pieces ------------------------------------------------------------------------------------------------
