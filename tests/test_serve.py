@@ -215,6 +215,11 @@ def test_stop_strings_n_and_seeds(cot, cot_server):
     singles = [client.chat.completions.create(seed=7 + i, **kw).choices[0].message.content for i in range(3)]
     assert [c.message.content for c in many.choices] == singles
     assert len(set(singles)) > 1
+    streamed = ["", "", ""]
+    for chunk in client.chat.completions.create(n=3, seed=7, stream=True, **kw):
+        for c in chunk.choices:
+            streamed[c.index] += c.delta.content or ""
+    assert streamed == singles
 
 
 def test_thinking_budget_effort_and_exit_policy(cot, colar, cot_server, colar_server):
@@ -340,8 +345,18 @@ def test_bad_request_through_the_openai_client(cot_server):
 
 # -- a small, guarded server: 401, 429, a client that goes away, shutdown ----------------------------------
 @pytest.fixture(scope="module")
-def guarded(cot):
-    live = Live(cot, "tiny-cot", max_batch=1, max_queue=0, api_key="sesame")
+def runaway(rs_records):
+    """A chaotic CoT that never writes <eos> (its logit is 0, below the best of 500 random ones): a row that
+    runs until max_tokens, long enough to be caught mid-decoding however fast the machine."""
+    model = chaotic(rs_records["train"], "cot")
+    with torch.no_grad():
+        model.lm.get_output_embeddings().weight[model.tokenizer.eos_token_id] = 0
+    return model
+
+
+@pytest.fixture(scope="module")
+def guarded(runaway):
+    live = Live(runaway, "tiny-cot", max_batch=1, max_queue=0, api_key="sesame")
     yield live
     live.stop()
 
@@ -387,8 +402,38 @@ def test_a_client_that_disconnects_mid_stream_frees_its_row(guarded):
     assert client.chat.completions.create(model="tiny-cot", messages=GOOD["messages"], max_tokens=2).choices
 
 
-def test_shutdown_cancels_running_rows_and_stops_the_engine(cot):
-    live = Live(cot, "tiny-cot", shutdown_timeout=1)
+def test_a_client_that_gives_up_waiting_frees_its_row(guarded):
+    server = guarded.server
+    cancelled = server.metrics.rows_cancelled
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(guarded.url + "/v1/chat/completions", json={**GOOD, "max_tokens": 1500},
+                   headers={"Authorization": "Bearer sesame"}, timeout=httpx.Timeout(60, read=0.5))
+    wait_for(lambda: server.metrics.rows_cancelled == cancelled + 1)
+    wait_for(lambda: server.engine.running == 0 and not server.engine.busy and server.outstanding == 0)
+
+
+def test_a_failing_step_is_a_500_and_the_engine_goes_on(cot_server, monkeypatch):
+    engine, calls = cot_server.server.engine, []
+    real = engine.step
+
+    def step():
+        calls.append(1)
+        if len(calls) == 2:  # after the prefill
+            raise RuntimeError("boom")
+        real()
+
+    monkeypatch.setattr(engine, "step", step)
+    r = cot_server.post("/v1/chat/completions", GOOD)
+    assert r.status_code == 500, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "engine_error") and "boom" in error["message"]
+    monkeypatch.undo()
+    wait_for(lambda: not engine.busy and cot_server.server.outstanding == 0)
+    assert cot_server.post("/v1/chat/completions", GOOD).status_code == 200
+
+
+def test_shutdown_cancels_running_rows_and_stops_the_engine(runaway):
+    live = Live(runaway, "tiny-cot", shutdown_timeout=1)
     stream = live.client().chat.completions.create(model="tiny-cot", messages=GOOD["messages"], max_tokens=1500,
                                                    stream=True)
     next(iter(stream))
