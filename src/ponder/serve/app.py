@@ -66,6 +66,9 @@ class Job:
         except PonderError as e:
             self.close()
             raise bad_value(e) from None
+        except BaseException:
+            self.close()
+            raise
 
     def cancel(self) -> None:
         self.queue.put_nowait((None, None))  # wakes a waiting reader: the client is gone
@@ -99,7 +102,7 @@ class Job:
         for i in sorted(self.open):
             if i < len(self.rows):
                 self.rows[i].cancel()
-            self.server.metrics.rows_cancelled += 1
+                self.server.metrics.rows_cancelled += 1
             self._release(i)
 
 
@@ -209,8 +212,8 @@ class Server:
         job = Job(self, plan)
         await job.submit()
         if stream:
-            return StreamingResponse(self.stream(job, include_usage, chat), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _EventStream(job, self.stream(job, include_usage, chat), media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         watch = asyncio.create_task(_wait_disconnect(request))
         watch.add_done_callback(lambda t: t.cancelled() or job.cancel())
         try:
@@ -291,6 +294,21 @@ class Server:
             yield "data: [DONE]\n\n"
         finally:
             job.close()  # a client gone mid-stream lands here (the generator is cancelled or closed)
+
+
+class _EventStream(StreamingResponse):
+    """Closes its job however the response ends: finished, client gone (even before the first event), or
+    cancelled at shutdown."""
+
+    def __init__(self, job: Job, *args, **kw):
+        super().__init__(*args, **kw)
+        self.job = job
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.close()
 
 
 def _sse(payload: dict) -> str:

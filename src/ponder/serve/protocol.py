@@ -121,9 +121,8 @@ def validation_error(e: ValidationError) -> APIError:
         message = f"Unrecognized parameter: '{param}' (ponder's options: {', '.join(PonderOptions.model_fields)})."
     else:
         message = f"Invalid value for '{param}': {err['msg'][0].lower() + err['msg'][1:]}, got {_short(err.get('input'))}."
-    code = "missing_required_parameter" if err["type"] == "missing" else (
-        "unknown_parameter" if err["type"] == "extra_forbidden" else "invalid_value" if "than" in err["msg"]
-        or err["type"].startswith("literal") else "invalid_type")
+    code = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}.get(
+        err["type"], "invalid_type" if err["type"].endswith("_type") else "invalid_value")
     return APIError(400, message, param, code)
 
 
