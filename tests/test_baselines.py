@@ -11,7 +11,8 @@ from transformers import TrainerCallback
 
 from conftest import tiny_model
 from ponder.errors import PonderError
-from ponder.inference.decode import Decoder, check_speed
+from ponder.inference.decode import Decoder
+from ponder.inference.engine import check_speed
 from ponder.methods.batch import Pieces, build_batch
 from ponder.methods.coconut import coconut_layout, coconut_stage
 from ponder.methods.icot import icot_remove, icot_removed, offset_probs

@@ -260,7 +260,7 @@ def frequent_markers(model, gens, k=4):
 def test_none_is_todays_decoder(cot, rs_records):
     qs = questions(rs_records)
     dec = Decoder(cot, max_new_tokens=16, exit=ExitConfig())
-    assert dec.policy is None
+    assert dec.controller is None
     plain = Decoder(cot, max_new_tokens=16).generate(qs)
     assert [g.token_ids for g in dec.generate(qs)] == [g.token_ids for g in plain]
     assert all(g.exit_reason in ("model", "length") and g.probe_tokens == 0 for g in plain)

@@ -130,6 +130,13 @@ class EvalArguments:
     batch_size: int = field(default=32, metadata={"help": "Questions decoded together."})
     temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
     latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of answer tokens (with --temperature > 0)."})
+    sample_stop: bool = field(default=False, metadata={
+        "help": "End a latent chain by drawing </think> from the LM at each step instead of its argmax (the "
+                "official CoLaR evaluation: --latent-temperature 1 --sample-stop --temperature 1 --top-p 0.9 "
+                "--seeds 5)."})
+    seeds: int = field(default=1, metadata={"help": "Runs with seeds seed..seed+N-1; the report gives their mean, "
+                                                    "accuracy_std and accuracy_per_seed (needs sampling)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
     max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
@@ -148,6 +155,7 @@ class AskArguments:
     peek: bool = field(default=False, metadata={"help": "Show each latent step as its nearest tokens."})
     temperature: float = field(default=0.0, metadata={"help": "Token sampling temperature (0 = greedy)."})
     latent_temperature: float = field(default=0.0, metadata={"help": "Latent sampling temperature (0 = the mean)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of answer tokens (with --temperature > 0)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest text decoded after the prompt."})
     max_latent_steps: int = field(default=64, metadata={"help": "Most latent steps before the thinking is ended."})
     show_probes: bool = field(default=False, metadata={"help": "With --exit: where the thinking stopped and why, and "

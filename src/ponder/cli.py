@@ -191,7 +191,8 @@ def eval_cmd(**values):
     m = model_args.load()
     speed_list = _speeds(a.speeds) or _default_speeds(m)
     result = evaluate(m, records, speeds=speed_list, samples=a.samples, batch_size=a.batch_size,
-                      temperature=a.temperature, latent_temperature=a.latent_temperature,
+                      temperature=a.temperature, latent_temperature=a.latent_temperature, top_p=a.top_p,
+                      sample_stop=a.sample_stop, seeds=a.seeds,
                       max_new_tokens=a.max_new_tokens, max_latent_steps=a.max_latent_steps, seed=a.seed,
                       model_path=model_args.model, data_path=data_name, scoring=a.scoring, exit=build(ExitConfig, values))
     rows = [r for o in others for r in o["results"]] + result["results"]
@@ -214,14 +215,21 @@ def ask(**values):
     from rich.markup import escape
 
     from ponder.inference.decode import Decoder
+    from ponder.inference.engine import check_speed
     from ponder.inference.peek import peek as peek_steps
+    from ponder.model.positions import fit_decoding_budget
     from ponder.options import build
 
     a = build(AskArguments, values)
     m = build(ModelArguments, values).load()
     policy = build(ExitConfig, values)
-    g = Decoder(m, temperature=a.temperature, latent_temperature=a.latent_temperature, max_new_tokens=a.max_new_tokens,
-                max_latent_steps=a.max_latent_steps, exit=policy).generate([a.question], speed=a.speed)[0]
+    # A model with a position table (GPT-2) gets a decoding budget that ends inside it (a warning says so).
+    speed = check_speed(m.settings, a.speed)
+    max_new_tokens, max_latent_steps = fit_decoding_budget(m, [a.question], [speed], a.max_new_tokens,
+                                                           a.max_latent_steps, exit=policy)
+    g = Decoder(m, temperature=a.temperature, latent_temperature=a.latent_temperature, top_p=a.top_p,
+                max_new_tokens=max_new_tokens,
+                max_latent_steps=max_latent_steps, exit=policy).generate([a.question], speed=speed)[0]
     if m.settings.reasoning == "tokens":
         think_end = m.settings.layout.think_end
         console.print(f"[bold]reasoning[/bold] ({g.reasoning_length} tokens): {escape(g.text.split(think_end)[0])}")

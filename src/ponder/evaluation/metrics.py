@@ -64,3 +64,17 @@ def summarise(predictions: list[dict], method: str, speed, total_wall_s: float, 
     if cot_length:
         row["compression_vs_cot"] = row["mean_reasoning_length"] / cot_length
     return row
+
+
+def mean_over_seeds(rows: list[dict]) -> dict:
+    """One row from runs that differ only in their seed: every number their mean, plus the spread of the
+    accuracy (``accuracy_std``: the sample standard deviation, as papers report mean +- std over seeds)."""
+    out = dict(rows[0])
+    for k, v in rows[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "speed":
+            out[k] = statistics.fmean(r[k] for r in rows)
+    out["n"] = rows[0]["n"]
+    out["seeds"] = len(rows)
+    out["accuracy_per_seed"] = [r["accuracy"] for r in rows]
+    out["accuracy_std"] = statistics.stdev(out["accuracy_per_seed"])
+    return out

@@ -25,8 +25,15 @@ EXIT_COLUMNS = [
 ]
 
 
+# Shown when a row is the mean of runs with several seeds (eval --seeds N).
+SEED_COLUMNS = [
+    ("accuracy_std", "accuracy std", "{:.1%}"),
+    ("seeds", "seeds", "{}"),
+]
+
+
 def columns(rows: list[dict]) -> list[tuple]:
-    return (COLUMNS + (SAMPLE_COLUMNS if any((r.get("k") or 1) > 1 for r in rows) else [])
+    return (COLUMNS + (SEED_COLUMNS if any("accuracy_std" in r for r in rows) else []) + (SAMPLE_COLUMNS if any((r.get("k") or 1) > 1 for r in rows) else [])
             + (EXIT_COLUMNS if any("+" in str(r.get("method")) for r in rows) else []))
 
 

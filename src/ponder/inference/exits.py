@@ -5,7 +5,7 @@ the thinking: the row's next tokens are then forced -- the end of thinking and a
 step, and its answer is decoded from the same KV cache. Rows exit independently. Where a policy needs the
 model's current answer it *probes*: the decoder appends the end of thinking and the cue to the cache,
 decodes a few tokens greedily, reads the answer and its token probabilities, and crops the cache back
-(``Decoder._probe``), so the main continuation is exactly what it would have been: a policy that never
+(``Engine._probe``), so the main continuation is exactly what it would have been: a policy that never
 fires gives token for token what ``none`` gives. The one entry point is the shared decoder::
 
     from ponder.arguments import ExitConfig
@@ -46,15 +46,14 @@ tokens): the hedge words of Dynasor-CoT may come after the answer.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
 
 from ponder.arguments import ExitConfig
 from ponder.errors import PonderError
-from ponder.inference.decode import left_pad
 
 EXIT_REASONS = ("model", "length", "eos", "budget", "convergence", "confidence", "trim", "trim-guard")
 
@@ -281,42 +280,45 @@ def make_policy(config: ExitConfig | str | None, model, max_new_tokens: int) -> 
 
 # -- the controller --------------------------------------------------------------------------------------
 class ExitController:
-    """The rows' policy state for one ``Decoder.generate`` call. Each step the decoder hands it the sampled
-    candidates and gets back the tokens the rows write (``choose``); probes go through ``Decoder._probe``."""
+    """One policy and what it needs to force an exit (end of thinking, cue) and to read probes; each row's
+    state is a ``Row`` (``new_row``) the engine keeps with it. Each step the engine hands it the sampled
+    candidates of its rows and gets back the tokens they write (``choose``); probes go through
+    ``Engine._probe``."""
 
-    def __init__(self, policy: Policy, model, questions: list[str]):
+    def __init__(self, policy: Policy, model):
         self.policy, self.tok, self.layout = policy, model.tokenizer, model.settings.layout
         self.think_end, self.eos = policy.think_end, self.tok.eos_token_id
         self.cue = answer_cue(policy.config, self.layout)
         self.cue_ids = [self.think_end] + self.layout._ids(self.tok, self.cue)
-        self.rows = [Row(q) for q in questions]
         self.suppressed = policy.suppressed  # NoWait's token ids
+
+    def new_row(self, question: str | None) -> Row:
+        return Row(question)
 
     def mask_logits(self, logits: torch.Tensor) -> torch.Tensor:
         if len(self.suppressed):
-            if not isinstance(self.suppressed, torch.Tensor):  # once per call, on the logits' device
+            if not isinstance(self.suppressed, torch.Tensor):  # once, on the logits' device
                 self.suppressed = torch.tensor(self.suppressed, device=logits.device)
             logits[:, self.suppressed] = float("-inf")
         return logits
 
-    def choose(self, candidates: torch.Tensor, done: torch.Tensor, probe) -> torch.Tensor:
+    def choose(self, rows: list[Row], candidates: list[int], probe) -> list[int]:
         """The token each row writes this step: the head of its forced queue, the start of a forced exit the
         policy decides now (after probing it if it asks), or the model's own candidate.
-        ``probe(rows, cue_ids)`` -> per row (ids, probs, cue length), the cache restored afterwards."""
-        cand, finished = candidates.tolist(), done.tolist()
-        live = [b for b, r in enumerate(self.rows) if r.thinking and not r.queue and not finished[b]]
-        asking = [b for b in live if cand[b] != self.think_end and self.policy.wants_probe(self.rows[b], cand[b])]
+        ``probe(indices into rows, cue_ids)`` -> per row (ids, probs, cue length), the cache restored after."""
+        live = [k for k, r in enumerate(rows) if r.thinking and not r.queue]
+        asking = [k for k in live if candidates[k] != self.think_end and self.policy.wants_probe(rows[k], candidates[k])]
         results = {}
         if asking:
-            index = {id(self.rows[b]): b for b in asking}
+            index = {id(rows[k]): k for k in asking}
 
-            def read(rows):  # the reasoner's own answers, through the shared cache
-                return [self.read_probe(*o) for o in probe([index[id(r)] for r in rows], self.cue_ids)]
+            def read(asked):  # the reasoner's own answers, through the shared cache
+                return [self.read_probe(*o) for o in probe([index[id(r)] for r in asked], self.cue_ids)]
 
-            results = dict(zip(asking, self.policy.ask([self.rows[b] for b in asking], read)))
-        out = list(cand)
-        for b in live:
-            row, token, result = self.rows[b], cand[b], results.get(b)
+            results = dict(zip(asking, self.policy.ask([rows[k] for k in asking], read)))
+        out = list(candidates)
+        for k in live:
+            row, token, result = rows[k], candidates[k], results.get(k)
             if result is not None:
                 row.probes.append(result)
             if token == self.think_end:
@@ -326,18 +328,16 @@ class ExitController:
             if reason:
                 row.exit_reason, row.queue = reason, list(self.cue_ids)
                 row.exit_probe = len(row.probes) - 1 if result is not None else None
-        for b, row in enumerate(self.rows):
-            if finished[b]:
-                continue
+        for k, row in enumerate(rows):
             if row.queue:
-                out[b] = row.queue.pop(0)
+                out[k] = row.queue.pop(0)
             if row.thinking:
-                if out[b] == self.think_end:
+                if out[k] == self.think_end:
                     row.thinking = False
                     row.exit_reason = row.exit_reason or "model"
                 else:
-                    row.tokens.append(out[b])
-        return torch.tensor(out, dtype=candidates.dtype, device=candidates.device)
+                    row.tokens.append(out[k])
+        return out
 
     # -- probes --------------------------------------------------------------------------------------
     def probe_finished(self, ids: list[int]) -> bool:
@@ -357,11 +357,11 @@ class ExitController:
         text = self.layout.parse_answer(text)
         return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
-    def answer(self, b: int, text: str) -> str:
-        """Row ``b``'s final answer from the text after its end of thinking: as without a policy, less the
-        cue a forced exit wrote (the layout's own answer prefix is stripped by the layout anyway)."""
+    def answer(self, row: Row, text: str) -> str:
+        """A row's final answer from the text after its end of thinking: as without a policy, less the cue a
+        forced exit wrote (the layout's own answer prefix is stripped by the layout anyway)."""
         cue = self.cue.strip()
-        if self.rows[b].exit_reason not in (None, "model") and cue and text.strip().startswith(cue):
+        if row.exit_reason not in (None, "model") and cue and text.strip().startswith(cue):
             text = text.strip()[len(cue):]
         return self.layout.parse_answer(text)
 
@@ -384,26 +384,16 @@ class Verifier:
         except PonderError as e:
             raise PonderError(f"--verifier: {e}") from None
 
-    @torch.no_grad()
     def ask(self, questions: list[str], thoughts: list[str], config: ExitConfig) -> list[Probe]:
-        """Batched greedy reads, left-padded, through one cache: ``<prompt> <think> thought </think> cue``."""
+        """Greedy reads through the shared engine, batched: ``<prompt> <think> thought </think> cue``."""
+        from ponder.inference.engine import Engine, Request
+
         m, tok, lay = self.model, self.model.tokenizer, self.model.settings.layout
-        reader = ExitController(Policy(config, m, 1), m, questions)  # its own cue, end of thinking and parsing
+        reader = ExitController(Policy(config, m, 1), m)  # its own cue, end of thinking and parsing
         prompts = [lay.generation_prompt(tok, q, 1, think=True) + lay._ids(tok, t) + reader.cue_ids
                    for q, t in zip(questions, thoughts)]
-        B, cache = len(prompts), DynamicCache()
-        ids, mask, positions = left_pad(prompts, tok.pad_token_id, m.device)
-        out, alive = [[] for _ in prompts], [True] * B
-        for step in range(config.probe_tokens):
-            logits = m(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True, last_only=True, latent=False).logits[:, -1].float()
-            conf, token = torch.softmax(logits, -1).max(-1)
-            for b, (t, p) in enumerate(zip(token.tolist(), conf.tolist())):
-                if alive[b]:
-                    out[b].append((t, p))
-                    alive[b] = not reader.probe_finished([i for i, _ in out[b]])
-            if not any(alive):
-                break
-            ids, positions = token[:, None], positions[:, -1:] + 1
-            mask = torch.cat([mask, torch.tensor(alive, device=m.device).long()[:, None]], 1)
-        return [reader.read_probe([i for i, _ in o], [p for _, p in o], len(prompt)) for o, prompt in zip(out, prompts)]
+        gens = Engine(m, max_batch=len(prompts)).run(
+            [Request(prompt_ids=p, max_new_tokens=config.probe_tokens, logprobs=True) for p in prompts])
+        eos = [tok.eos_token_id]  # read_probe wants the stop token a read ended with (its probability unused)
+        return [reader.read_probe(g.token_ids + eos * g.ended, [math.exp(x) for x in g.token_logprobs] + [1.0] * g.ended,
+                                  len(p)) for g, p in zip(gens, prompts)]

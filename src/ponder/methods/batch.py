@@ -27,6 +27,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ponder.methods.compression import compress, sample_group_tokens
+from ponder.model.positions import check_positions
 
 
 @dataclass
@@ -73,6 +74,10 @@ def build_batch(model, pieces: Pieces, speed_ids: list[int], think_id: int, c: i
         slot.append([False] * (P + t) + [True] * m + [False] * len(ans))
         tgt_at.append([False] * (P - 1 + t) + [True] * m + [False] * (len(ans) + 1))
         th.append([False] * P + [True] * t + [False] * (m + len(ans)))
+
+    # Trainers check their longest layout before the first step; this keeps any other caller from an
+    # IndexError inside a model with a position table (GPT-2) too.
+    check_positions(model, max(p[-1] for p in pos) + 1, "a training batch", "lower --max-length")
 
     def pad(rows, value, dtype):
         return pad_sequence([torch.tensor(r, dtype=dtype) for r in rows], batch_first=True, padding_value=value).to(device)

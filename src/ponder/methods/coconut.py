@@ -69,6 +69,14 @@ class CoconutTrainer(CoTTrainer):
     def speed(self):
         return None  # question + <think>: no speed marker
 
+    def positions_used(self, model, args, r):
+        """The most positions the record spans at any stage: its thoughts, one each, then what is left."""
+        lay, tok = model.settings.layout, model.tokenizer
+        q, _, a = self.piece_lengths(model, r)
+        middle = max(t + len(lay.reasoning_ids(tok, rest)) for t, rest in (
+            coconut_layout(r.steps, k, args.thoughts_per_step, args.max_stage) for k in range(args.max_stage + 1)))
+        return q + self.speed_length(model, None) + middle + a
+
     def stage(self) -> int:
         a = self.args
         return coconut_stage(self.state.epoch or 0.0, a.epochs_per_stage, a.max_stage)

@@ -76,6 +76,11 @@ class CODITrainer(CoTTrainer):
     def speed(self):
         return None  # question + <think>: no speed marker, for the teacher and the student alike
 
+    def positions_used(self, model, args, r):
+        """The longer of the teacher's sequence (the reasoning as tokens) and the student's (its thoughts)."""
+        q, n, a = self.piece_lengths(model, r)
+        return q + self.speed_length(model, None) + max(n, args.num_thoughts) + a
+
     def make_batch(self, inputs, speed, c, stretch, generator, pieces=None, thoughts=None):
         p: Pieces = inputs["pieces"]
         tok, lay = self.ponder.tokenizer, self.ponder.settings.layout

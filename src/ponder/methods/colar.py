@@ -80,6 +80,21 @@ class CoLaRTrainer(CoTTrainer):
         self._auto_c: int | None = None
         super().__init__(model, args, train_dataset, **kw)
 
+    def positions_used(self, model, args, r):
+        """The most positions the record spans at any c this run may draw: m = ceil(n / c) latent slots, each
+        advancing the position by c when ``stretched`` (so up to c - 1 more positions than CoT's tokens);
+        ``auto`` lays them contiguously (batch.py)."""
+        q, n, a = self.piece_lengths(model, r)
+        stretched = args.latent_positions == "stretched"
+        spans = [q + self.speed_length(model, c) + -(-n // c) * (c if stretched else 1) + a for c in args.speeds]
+        if args.auto_prob > 0:
+            spans.append(q + self.speed_length(model, "auto") + -(-n // min(args.speeds)) + a)
+        return max(spans)
+
+    def layout_note(self, args):
+        return (f" (stretched latent positions: c up to {max(args.speeds)} per latent step)"
+                if args.latent_positions == "stretched" and max(args.speeds) > 1 else "")
+
     def speed(self):
         rng = random.Random((self.args.seed * 1_000_003 + self.state.global_step) * 7 + 1)
         c = rng.choice(self.args.speeds)

@@ -36,7 +36,8 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ponder.errors import PonderError
 from ponder.evaluation.answers import answers_match
-from ponder.inference.decode import Decoder, check_speed
+from ponder.inference.decode import Decoder
+from ponder.inference.engine import check_speed
 from ponder.methods.trainer import CoTConfig, CoTTrainer
 from ponder.model.latent_head import LatentHead
 
@@ -212,6 +213,20 @@ class CoLaRRLTrainer(CoTTrainer):
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
         self._buffer: dict[int, Rollout] = {}
         super().__init__(model, args, train_dataset, **kw)
+
+    def check_position_table(self, model, args, dataset, spans):
+        """RL trains on its rollouts, not on the records' chains: the longest possible rollout (the longest
+        question at each speed, every latent step, every new token) must fit the position table."""
+        from ponder.model.positions import check_positions, decoding_positions, position_limit
+
+        if position_limit(model) is None:
+            return
+        q = max(len(model.settings.layout.question_ids(model.tokenizer, r.question)) for r in dataset)
+        need, speed = max((decoding_positions(model.settings, q + self.speed_length(model, s), s, args.max_new_tokens,
+                                              args.max_latent_steps), str(s)) for s in args.speed_list)
+        check_positions(model, need, f"a colar-rl rollout of the longest question ({args.max_latent_steps} latent steps "
+                        f"at speed {speed}, then {args.max_new_tokens} tokens)",
+                        "lower --max-latent-steps or --max-new-tokens")
 
     # -- sampling ----------------------------------------------------------------------------------
     def _seed(self, micro: int) -> int:

@@ -36,7 +36,9 @@ class CoTConfig(TrainingArguments):
     method: str = field(default="cot", metadata={"help": "'cot': loss on steps + answer; 'nocot': on the answer alone."})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank through peft; 0 trains every weight."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (alpha / r)."})
-    max_length: int = field(default=1024, metadata={"help": "Examples with more tokens than this are skipped."})
+    max_length: int = field(default=1024, metadata={
+        "help": "Examples whose training sequence spans more positions than this are skipped (its tokens; "
+                "CoLaR's stretched latent positions count: up to c - 1 more)."})
 
     def __post_init__(self):
         if type(self) is CoTConfig and self.method not in ("cot", "nocot"):  # subclasses set their own
@@ -115,20 +117,52 @@ class CoTTrainer(Trainer):
         self.ponder = model  # the unwrapped model, whatever Trainer wraps it in
         self._metrics: dict[str, list[float]] = {}
         self._micro = (-1, 0)
+        spans = [(self.positions_used(model, args, r), r) for r in train_dataset]
+        dataset = [r for n, r in spans if n <= args.max_length]
+        if not dataset:
+            raise PonderError(f"no training example fits in --max-length {args.max_length} positions")
+        self.check_position_table(model, args, dataset, [n for n, _ in spans if n <= args.max_length])
         if args.lora_r:
             self._apply_lora(model, args)
-        dataset = [r for r in train_dataset if self._fits(model, r, args.max_length)]
-        if not dataset:
-            raise PonderError(f"no training example fits in --max-length {args.max_length} tokens")
         super().__init__(model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(model, args.max_length),
                          callbacks=[RichProgress(args.method, self.progress_keys), *(callbacks or [])], **kw)
         self.remove_callback(PrinterCallback)  # the progress bar shows the logs
 
+    # -- positions: --max-length and a bounded position table (model/positions.py) --------------------
     @staticmethod
-    def _fits(model, r: Record, max_length: int) -> bool:
+    def piece_lengths(model, r: Record) -> tuple[int, int, int]:
+        """Tokens of (question, reasoning, answer) of a record; the answer's count starts with ``</think>``."""
         lay, tok = model.settings.layout, model.tokenizer
-        n = len(lay.prompt_ids(tok, r.question, 1)) + len(lay.reasoning_ids(tok, r.steps)) + len(lay.answer_ids(tok, r.answer))
-        return n <= max_length
+        return (len(lay.question_ids(tok, r.question)), len(lay.reasoning_ids(tok, r.steps)),
+                len(lay.answer_ids(tok, r.answer)))
+
+    @staticmethod
+    def speed_length(model, speed) -> int:
+        """Tokens of the speed marker followed by ``<think>``."""
+        return len(model.settings.layout.speed_ids(model.tokenizer, speed)) + 1
+
+    def positions_used(self, model, args, r: Record) -> int:
+        """The positions the record's training sequence spans (what ``--max-length`` counts): CoT's are its
+        tokens (question, speed 1, ``<think>``, reasoning, answer); No-CoT has no speed and no reasoning."""
+        q, n, a = self.piece_lengths(model, r)
+        think = args.method != "nocot"
+        return q + self.speed_length(model, 1 if think else None) + (n if think else 0) + a
+
+    def layout_note(self, args) -> str:
+        """How this method lays an example out, for the error that names a too long one."""
+        return ""
+
+    def check_position_table(self, model, args, dataset: list[Record], spans: list[int]) -> None:
+        """Before any step: the longest kept example (``spans``: each one's ``positions_used``) must fit the
+        model's position table, if it has one."""
+        from ponder.model.positions import check_positions, position_limit
+
+        limit = position_limit(model)
+        if limit is None or not spans or max(spans) <= limit:
+            return
+        over = sum(n > limit for n in spans)
+        check_positions(model, max(spans), f"the longest training example{self.layout_note(args)}",
+                        f"pass --max-length {limit} to skip the {over} example(s) longer than that")
 
     @staticmethod
     def _apply_lora(model, args):
@@ -136,8 +170,13 @@ class CoTTrainer(Trainer):
             from peft import LoraConfig, get_peft_model
         except ImportError:
             raise PonderError("--lora-r needs peft: pip install 'ponder[peft]'") from None
-        # New special tokens (<think>, </think>) need trainable embeddings, hence modules_to_save.
-        cfg = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules="all-linear",
+        from transformers.pytorch_utils import Conv1D
+
+        # New special tokens (<think>, </think>) need trainable embeddings, hence trainable_token_indices.
+        # "all-linear": every nn.Linear and GPT-2's Conv1D (its fused c_attn, c_proj, c_fc), the output layer
+        # excepted. Conv1D stores its weight transposed (fan_in_fan_out); peft would guess it with a warning.
+        conv1d = any(isinstance(m, Conv1D) for m in model.lm.modules())
+        cfg = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules="all-linear", fan_in_fan_out=conv1d,
                          modules_to_save=None, trainable_token_indices=_new_token_ids(model), task_type="CAUSAL_LM")
         model.lm = get_peft_model(model.lm, cfg)
 
