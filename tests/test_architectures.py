@@ -18,7 +18,7 @@ from transformers import (AutoModelForCausalLM, Gemma2Config, GemmaConfig, GPT2C
                           Phi3Config, Qwen2Config, Qwen3Config)
 
 from test_cli_errors import assert_one_line_error, run_cli
-from ponder.data.records import read_records, write_jsonl
+from ponder.data.records import Record, read_records, write_jsonl
 from ponder.data.tasks import make_splits
 from ponder.errors import PonderError
 from ponder.evaluation.evaluate import evaluate
@@ -282,3 +282,14 @@ def test_gpt2_lora_reaches_c_attn_and_evaluates(gpt2, rs_dir, tmp_path, capsys):
     assert err.strip().splitlines() == [
         "warning: decoding would pass the end of the gpt2 model's position table (64 positions, n_positions in "
         f"config.json): --max-new-tokens 256 -> {TABLE - prompt}"]
+
+
+def test_gpt2_a_prompt_past_the_table_is_one_line(gpt2, capsys, tmp_path):
+    model = load_model(gpt2)
+    question = " ".join("7" * 70)
+    needed = len(model.settings.layout.prompt_ids(model.tokenizer, question, 1)) + 1
+    with pytest.raises(PonderError) as e:
+        evaluate(model, [Record(question, [], "7")], max_new_tokens=4)
+    assert str(e.value) == _table_error("decoding the longest prompt and one token", needed, "shorten the questions")
+    code, _, err = run_cli(capsys, "ask", "--model", gpt2, question)
+    assert_one_line_error(code, err, "decoding the longest prompt and one token", "position table (64 positions")

@@ -84,21 +84,24 @@ def decoding_positions(settings, prompt_length: int, speed, max_new_tokens: int,
 
 
 def fit_decoding_budget(model, questions, speeds, max_new_tokens: int, max_latent_steps: int, exit=None,
-                        warn: bool = True) -> tuple[int, int]:
+                        warn: bool = True, reserve: int | None = None) -> tuple[int, int]:
     """``eval`` / ``ask``'s fallback for a bounded position table: (max_new_tokens, max_latent_steps), cut so
     that decoding the longest of ``questions`` at every one of ``speeds`` (checked speeds) ends inside the
     table, with a one-line warning on stderr. Unbounded models (rotary): unchanged, nothing tokenized.
+    ``questions`` may also be the longest prompt's length in tokens (an int: the prompt is already built).
 
     ``max_new_tokens`` is cut first, to what the table leaves after the prompt and the latent steps, but not
     below half of what is left after the prompt; then ``max_latent_steps`` is cut to the rest. ``exit``: an
-    ``ExitConfig`` whose probes need room past a row's last token (``probe_reserve``). When not even one
-    token (and one latent step) fits after the prompt: a one-line ``PonderError``."""
+    ``ExitConfig`` whose probes need room past a row's last token (``probe_reserve``; ``reserve`` gives that
+    room directly). When not even one token (and one latent step) fits after the prompt: a one-line
+    ``PonderError``."""
     limit = position_limit(model)
     if limit is None:
         return max_new_tokens, max_latent_steps
     st = model.settings
     speeds = list(speeds) or [None]
-    prompt_length, reserve = longest_prompt(model, questions, speeds), probe_reserve(model, exit)
+    prompt_length = questions if isinstance(questions, int) else longest_prompt(model, questions, speeds)
+    reserve = probe_reserve(model, exit) if reserve is None else reserve
     need = max(decoding_positions(st, prompt_length, s, max_new_tokens, max_latent_steps) for s in speeds) + reserve
     if need <= limit:
         return max_new_tokens, max_latent_steps
