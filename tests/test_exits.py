@@ -52,6 +52,9 @@ class Scripted(torch.nn.Module):
     def embed(self, ids):
         return ids.float()[..., None]
 
+    def get_input_embeddings(self):  # no position table: positions are unbounded, like a rotary model's
+        return None
+
     def forward(self, inputs_embeds=None, attention_mask=None, past_key_values=None, **kw):
         self.calls += 1
         keys, _ = past_key_values.update(inputs_embeds[:, None], inputs_embeds[:, None], 0)

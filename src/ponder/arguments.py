@@ -104,6 +104,13 @@ class ModelArguments:
     think_end: str | None = field(default=None, metadata={"help": "... and the one that closes it (default: "
                                                                    "</think>).", "panel": "Model"})
 
+    def load_front(self):
+        """The model's tokenizer, layout and config only (``model.io.Front``): for a model served elsewhere."""
+        from ponder.model.io import load_front
+
+        return load_front(self.model, chat_template=self.chat_template, think_start=self.think_start,
+                          think_end=self.think_end, revision=self.revision, trust_remote_code=self.trust_remote_code)
+
     def load(self):
         """The model (a ``PonderModel``), on ``device``."""
         import torch
@@ -201,6 +208,15 @@ class ServeArguments:
                                                                 "finish before they are cancelled.", "panel": "Server"})
     log_level: str = field(default="info", metadata={"help": "uvicorn's log level: critical, error, warning, info, "
                                                              "debug.", "panel": "Server"})
+    upstream: Optional[str] = field(default=None, metadata={
+        "help": "Decode through this OpenAI-compatible server (vLLM, SGLang, ponder serve: e.g. "
+                "http://gpu-node:8000/v1) with ponder's exit policies in front; --model then only gives the "
+                "tokenizer, chat template and thinking delimiters (no weights are loaded).", "panel": "Upstream"})
+    upstream_model: Optional[str] = field(default=None, metadata={
+        "help": "The model's name upstream (default: the first of its /v1/models).", "panel": "Upstream"})
+    upstream_api_key: Optional[str] = field(default=None, metadata={
+        "help": "Bearer key for the upstream (default: the UPSTREAM_API_KEY environment variable).",
+        "panel": "Upstream"})
 
 
 POLICIES = ("none", "budget", "convergence", "confidence", "trim", "nowait")

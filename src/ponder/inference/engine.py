@@ -202,9 +202,22 @@ class Engine:
             policy = make_policy(request.exit, self.model, request.max_new_tokens)
             controller = ExitController(policy, self.model) if policy else None
         row = Row(self, request, controller)
+        self._check_positions(row, controller)
         with self._lock:
             self.queue.append(row)
         return row
+
+    def _check_positions(self, row: Row, controller):
+        """A model with a position table (GPT-2): a row that could decode past its end is a one-line error now."""
+        from ponder.model.positions import check_positions, decoding_positions, position_limit, probe_reserve
+
+        if position_limit(self.model) is None:
+            return
+        r, exit = row.request, controller.policy.config if controller else None
+        need = len(row.prompt) + r.max_new_tokens if row.raw else decoding_positions(
+            self.model.settings, len(row.prompt), row.speed, r.max_new_tokens, r.max_latent_steps)
+        check_positions(self.model, need + probe_reserve(self.model, exit), "decoding this question",
+                        "lower --max-new-tokens or --max-latent-steps")
 
     @property
     def waiting(self) -> int:

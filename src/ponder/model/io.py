@@ -260,7 +260,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MODEL_FILES = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.tiktoken", "*.txt"]
 
 
-def resolve_model(name, revision: str | None = None) -> Path:
+def resolve_model(name, revision: str | None = None, weights: bool = True) -> Path:
     """A model directory: ``name`` itself when it is a local path, else the snapshot of hub repository
     ``name`` (``revision``: a branch, tag or commit) in the Hugging Face cache, downloaded if needed. The
     usual variables apply (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1`` to use the cache only)."""
@@ -273,7 +273,8 @@ def resolve_model(name, revision: str | None = None) -> Path:
     hub_logging.set_verbosity_error()  # our one-line error says what failed
     try:
         with _quiet_progress():
-            return Path(snapshot_download(str(name), revision=revision, allow_patterns=_MODEL_FILES))
+            files = _MODEL_FILES if weights else [f for f in _MODEL_FILES if "safetensors" not in f and "bin" not in f]
+            return Path(snapshot_download(str(name), revision=revision, allow_patterns=files))
     except Exception as e:  # noqa: BLE001 - network, auth, missing repo: all end the same way for the user
         raise PonderError(f"{name}: not a local directory, and the Hugging Face hub gave no copy ({type(e).__name__}); "
                           f"download it (hf download {name} --local-dir DIR) and pass DIR") from None
@@ -334,6 +335,40 @@ def load_model(path, device: str | None = None, dtype=None, trust_remote_code: b
     if device:
         model.to(device)
     return model
+
+
+class Front:
+    """A reasoner without its weights -- its tokenizer, prompt layout and config -- for one served elsewhere
+    (``inference/remote.py``): what prompts it, parses it and the exit policies need."""
+
+    def __init__(self, tokenizer, settings: PonderSettings, config):
+        self.tokenizer, self.settings, self.config = tokenizer, settings, config
+        self.device = torch.device("cpu")
+
+
+def load_front(path, chat_template: bool | None = None, think_start: str | None = None, think_end: str | None = None,
+               revision: str | None = None, trust_remote_code: bool = False) -> Front:
+    """``load_model``'s view of a model directory or hub id, without loading weights. The thinking delimiters
+    must already be tokens of its tokenizer: the model that serves it cannot learn new ones."""
+    from transformers import AutoConfig
+
+    path = resolve_model(path, revision, weights=False)
+    if not (path / "config.json").is_file():
+        raise PonderError(f"{path}: not a model directory (no config.json)")
+    tokenizer = _load_tokenizer(path, trust_remote_code)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if is_ponder_dir(path):
+        settings = PonderSettings.from_dict(json.loads((path / PONDER_FILE).read_text()), source=str(path / PONDER_FILE))
+    else:
+        settings = PonderSettings(init=str(path))
+        settings.layout = _hf_layout(path, tokenizer, chat_template, think_start, think_end, reasoner=True)
+    missing = [t for t in (settings.layout.think_start, settings.layout.think_end) if t not in tokenizer.get_vocab()]
+    if missing:
+        raise PonderError(f"{path}: '{missing[0]}' is not a token of this tokenizer: name the model's own thinking "
+                          "delimiters with --think-start / --think-end")
+    if tokenizer.pad_token is None:  # prompts are sent one by one: a pad id is never fed
+        tokenizer.pad_token = tokenizer.eos_token
+    return Front(tokenizer, settings, config)
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",

@@ -111,7 +111,13 @@ class Server:
 
     def __init__(self, model, args, model_name: str):
         self.model, self.args, self.model_name = model, args, model_name
-        self.engine = Engine(model, max_batch=args.max_batch)
+        if getattr(args, "upstream", None):  # exit policies in front of vLLM / SGLang / another ponder serve
+            from ponder.inference.remote import RemoteEngine
+
+            self.engine = RemoteEngine(model, args.upstream, args.upstream_model, max_batch=args.max_batch,
+                                       api_key=args.upstream_api_key or os.environ.get("UPSTREAM_API_KEY"))
+        else:
+            self.engine = Engine(model, max_batch=args.max_batch)
         self.runner = EngineThread(self.engine)
         self.metrics = Metrics()
         self.api_key = args.api_key or os.environ.get("PONDER_API_KEY") or None
@@ -200,7 +206,8 @@ class Server:
         for i, g in enumerate(results):
             echo = plan.prompt_texts[plan.prompt_of_row[i]] if plan.echo else ""
             choices.append(CompletionChoice(
-                index=i, text=echo + g.answer, finish_reason=g.finish_reason,
+                index=i, text=echo + g.answer, finish_reason=g.finish_reason, stop_reason=g.stop,
+                token_ids=g.token_ids if plan.return_token_ids else None,
                 logprobs=render.completion_logprobs(m, g, len(echo)) if plan.logprobs else None,
                 ponder=render.info(m, g, plan.exit_label, plan.raw)))
         return Completion(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=self.model_name,
@@ -423,7 +430,7 @@ def run_server(args, model_args) -> None:
     import uvicorn
 
     check_arguments(args)
-    model = model_args.load()
+    model = model_args.load_front() if args.upstream else model_args.load()
     app = create_app(model, args, args.served_model_name or model_args.model)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=args.shutdown_timeout)

@@ -42,6 +42,7 @@ class Plan:
     prompt_texts: list[str] = field(default_factory=list)  # echo
     logprobs: bool = False
     echo: bool = False
+    return_token_ids: bool = False
 
     @property
     def exit_label(self) -> str:
@@ -75,7 +76,7 @@ def context_length(model) -> int | None:
     model's ``max_position_embeddings`` (vLLM's default ``max_model_len``); None when it has neither."""
     from ponder.model.positions import position_limit
 
-    limit = position_limit(model)
+    limit = position_limit(model) if hasattr(model, "lm") else None  # a Front (--upstream) has no weights
     return limit if limit is not None else getattr(model.config, "max_position_embeddings", None)
 
 
@@ -153,6 +154,8 @@ def _fit(model, prompt_length: int, speed, max_tokens: int | None, max_latent_st
                                 f"{what}, {thinking + reserve} for the thinking, {max_tokens} in the completion). "
                                 f"Please reduce the length of the {what} or completion.", "max_tokens",
                            "context_length_exceeded")
+    if not hasattr(model, "lm"):  # a Front (--upstream): the upstream guards its own context
+        return new, max_latent_steps
     try:
         return fit_decoding_budget(model, prompt_length, [speed], new, max_latent_steps,
                                    reserve=probe_reserve(model, exit), warn=False)
@@ -258,4 +261,5 @@ def plan_completion(model, body: CompletionRequest, defaults) -> Plan:
             of_row.append(k)
     texts = [p if isinstance(p, str) else tok.decode(i) for p, i in zip(prompts, ids)] if body.echo else []
     return Plan(rows=rows, raw=True, stop=stop, prompt_tokens=[len(i) for i in ids], prompt_of_row=of_row,
-                prompt_texts=texts, logprobs=body.logprobs is not None, echo=body.echo)
+                prompt_texts=texts, logprobs=body.logprobs is not None, echo=body.echo,
+                return_token_ids=body.return_token_ids)

@@ -85,6 +85,7 @@ class CompletionRequest(_Sampling):
     echo: bool = False
     suffix: Optional[str] = None
     best_of: Optional[int] = Field(None, ge=1)
+    return_token_ids: bool = False  # vLLM's: each choice also lists the ids it decoded (exit policies upstream)
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -185,6 +186,8 @@ class CompletionChoice(BaseModel):
     text: str
     logprobs: Optional[dict] = None
     finish_reason: Optional[str] = None
+    stop_reason: Optional[str] = None  # vLLM's: the stop string that ended it (None: <eos> or the length)
+    token_ids: Optional[list[int]] = None  # with return_token_ids (vLLM's)
     ponder: Optional[PonderInfo] = None
 
 
