@@ -154,3 +154,16 @@ def test_sampled_end_of_thinking_varies_the_length_by_seed(colar):
     runs = [Decoder(colar, sample_stop=True, seed=s, max_new_tokens=4).generate(["3 4 5 6"] * 8, speed=1) for s in (0, 0, 1)]
     lengths = [[g.reasoning_length for g in run] for run in runs]
     assert lengths[0] == lengths[1] and len(set(lengths[0] + lengths[2])) > 1
+
+
+def test_abort_drops_every_row_with_an_error_event_and_the_engine_serves_on(cot, rs_records):
+    engine, events = Engine(cot, max_batch=1), []
+    q = rs_records["test"][0].question
+    for _ in range(2):  # one running, one waiting
+        engine.submit(Request(question=q, max_new_tokens=8, on_event=events.append))
+    engine.step()
+    engine.abort(RuntimeError("boom"))
+    assert not engine.busy and engine.cache is None
+    assert [e.kind for e in events if e.kind == "error"] == ["error", "error"]
+    assert engine.run([Request(question=q, max_new_tokens=8)])[0].token_ids == \
+        Decoder(cot, max_new_tokens=8).generate([q])[0].token_ids

@@ -187,6 +187,7 @@ class Engine:
         self.eos, self.pad = self.tok.eos_token_id, self.tok.pad_token_id
         self.queue: list[Row] = []
         self.rows: list[Row] = []  # the running batch, in the order of the cache's batch dimension
+        self._controllers: dict[tuple, object] = {}
         self._lock = threading.Lock()  # submit() may come from another thread than step()
         self.cache = self.mask = self.embeds = self.positions = None
         self.logits = self.mean = self.log_std = self.hidden = None
@@ -197,15 +198,36 @@ class Engine:
         with other rows (``Decoder``); by default one is made from ``request.exit``."""
         check_request(self.model, request)
         if controller is None and request.exit is not None and request.prompt_ids is None:
-            from ponder.inference.exits import ExitController, make_policy
-
-            policy = make_policy(request.exit, self.model, request.max_new_tokens)
-            controller = ExitController(policy, self.model) if policy else None
+            controller = self._controller(request.exit, request.max_new_tokens)
         row = Row(self, request, controller)
         self._check_positions(row, controller)
         with self._lock:
             self.queue.append(row)
         return row
+
+    def _controller(self, exit, max_new_tokens: int):
+        """One controller per policy setting, shared by the rows that ask for it: rows keep their own state,
+        and building one may scan the vocabulary (NoWait, the markers of confidence and trim)."""
+        from ponder.inference.exits import ExitController, make_policy
+
+        key = (repr(exit), max_new_tokens)
+        if key not in self._controllers:
+            policy = make_policy(exit, self.model, max_new_tokens)
+            self._controllers[key] = ExitController(policy, self.model) if policy else None
+        return self._controllers[key]
+
+    def abort(self, error: Exception | None = None) -> None:
+        """Drop every running and waiting row (each gets an ``error`` event when ``error`` is given) and the
+        batch state: after a failed step nothing in it can be trusted."""
+        with self._lock:
+            rows, self.queue = self.rows + self.queue, []
+        self.rows = []
+        self.cache = self.mask = self.embeds = self.positions = None
+        self.logits = self.mean = self.log_std = self.hidden = None
+        for r in rows:
+            r.cancel()
+            if error is not None:
+                r.emit("error", error=error)
 
     def _check_positions(self, row: Row, controller):
         """A model with a position table (GPT-2): a row that could decode past its end is a one-line error now."""

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ponder.errors import PonderError
-from ponder.inference.engine import Event, Generation, Request, check_request
+from ponder.inference.engine import Engine, Event, Generation, Request, check_request
 
 
 class RemoteRow:
@@ -65,6 +65,8 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._running = 0
         self._submitted = 0
+        self._controllers: dict[tuple, object] = {}
+        self._live: set[RemoteRow] = set()
 
     def _first_model(self) -> str:
         try:
@@ -91,18 +93,25 @@ class RemoteEngine:
     def step(self) -> None:
         pass
 
+    _controller = Engine._controller  # one per policy setting, as in-process
+
+    def abort(self, error: Exception | None = None) -> None:
+        """Cancel every row in flight: each stops before its next upstream request."""
+        with self._lock:
+            rows = list(self._live)
+        for r in rows:
+            r.cancel()
+
     def submit(self, request: Request, controller=None, on_done=None) -> RemoteRow:
         """``on_done(row key, Generation or the exception it failed with)``: ``run``'s collector."""
         check_request(self.model, request)
         if controller is None and request.exit is not None and request.prompt_ids is None:
-            from ponder.inference.exits import ExitController, make_policy
-
-            policy = make_policy(request.exit, self.model, request.max_new_tokens)
-            controller = ExitController(policy, self.model) if policy else None
+            controller = self._controller(request.exit, request.max_new_tokens)
         row = RemoteRow(request, controller)
         row.on_done = on_done
         with self._lock:
             self._submitted += 1
+            self._live.add(row)
         self.pool.submit(self._run, row)
         return row
 
@@ -133,6 +142,7 @@ class RemoteEngine:
             with self._lock:
                 self._running -= 1
                 self._submitted -= 1
+                self._live.discard(row)
         if g is None:  # cancelled
             return
         if row.on_done:

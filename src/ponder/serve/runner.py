@@ -46,40 +46,16 @@ class EngineThread:
                     self.steps += 1
                 except Exception as e:  # noqa: BLE001 - one bad step must not stop the server
                     log.exception("engine step failed; its rows are dropped")
-                    self._fail_all(e)
-
-    def _fail_all(self, error: Exception) -> None:
-        """Every row gets an ``error`` event and leaves (the batch state cannot be trusted after a failure)."""
-        e = self.engine
-        rows = list(e.rows) + list(e.queue)
-        for r in rows:
-            r.cancel()
-            try:
-                r.emit("error", error=error)
-            except Exception:  # noqa: BLE001
-                pass
-        try:
-            e.step()  # the cancelled rows leave
-        except Exception:  # noqa: BLE001
-            e.rows, e.queue = [], []
-            e.cache = e.mask = e.embeds = e.positions = None
-            e.logits = e.mean = e.log_std = e.hidden = None
+                    self.engine.abort(e)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel every row still running or waiting, then end the thread."""
-        with self.lock:
-            for r in list(self.engine.rows) + list(self.engine.queue):
-                r.cancel()
+        """End the thread after its current step, then drop every row still running or waiting."""
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         with self.lock:
-            if self.engine.busy:
-                try:
-                    self.engine.step()  # cancelled rows leave; nothing new is decoded
-                except Exception:  # noqa: BLE001
-                    pass
+            self.engine.abort()
 
 
 def event_sink(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, index: int):
