@@ -128,3 +128,19 @@ def test_cli_end_to_end(tmp_path):
     assert row["method"] == "cot" and row["n"] == 8 and len(rep["predictions"]) == 8
     assert (tmp_path / "p.png").stat().st_size > 1000
     main(["ask", "--model", str(model), "1 2 3"])
+
+
+def test_partial_thoughts_cut_the_reasoning_and_keep_the_answer(rs_records):
+    from ponder.errors import PonderError
+    from ponder.methods.trainer import CoTConfig, RecordCollator
+
+    model, records = tiny_model(rs_records["train"]), rs_records["train"][:50]
+    full = RecordCollator(model, 1024)(records)["pieces"]
+    cut = [RecordCollator(model, 1024, partial_thoughts=1.0, seed=s)(records)["pieces"] for s in (0, 0, 1)]
+    assert cut[0].reasoning == cut[1].reasoning != cut[2].reasoning  # drawn, reproducibly by seed
+    for f, c in zip(full.reasoning, cut[0].reasoning):
+        assert len(c) < len(f) and f[:len(c)] == c  # a strict prefix of the reasoning, at a step boundary
+    assert cut[0].answers == full.answers
+    assert RecordCollator(model, 1024, partial_thoughts=0.0)(records)["pieces"].reasoning == full.reasoning
+    with pytest.raises(PonderError, match="--partial-thoughts must be in"):
+        CoTConfig(output_dir="/tmp/x", partial_thoughts=1.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import sys
@@ -39,24 +40,37 @@ class CoTConfig(TrainingArguments):
     max_length: int = field(default=1024, metadata={
         "help": "Examples whose training sequence spans more positions than this are skipped (its tokens; "
                 "CoLaR's stretched latent positions count: up to c - 1 more)."})
+    partial_thoughts: float = field(default=0.0, metadata={
+        "help": "Share of examples (drawn per batch) whose reasoning is cut after a random number of its steps, "
+                "the answer unchanged: teaches a model to answer from unfinished thinking, which budget forcing "
+                "and the probes of exit policies ask of it (benchmarks/exits)."})
 
     def __post_init__(self):
         if type(self) is CoTConfig and self.method not in ("cot", "nocot"):  # subclasses set their own
             raise PonderError(f"--method must be 'cot' or 'nocot' for CoTConfig, got '{self.method}'")
         if self.lora_r < 0:
             raise PonderError(f"--lora-r must be >= 0, got {self.lora_r}")
+        if not 0 <= self.partial_thoughts <= 1:
+            raise PonderError(f"--partial-thoughts must be in [0, 1], got {self.partial_thoughts}")
         super().__post_init__()
 
 
 class RecordCollator:
     """Tokenizes records into prompt-layout pieces; the speed marker is added later, per batch."""
 
-    def __init__(self, model, max_length: int):
+    def __init__(self, model, max_length: int, partial_thoughts: float = 0.0, seed: int = 0):
         self.tok, self.layout, self.max_length = model.tokenizer, model.settings.layout, max_length
+        self.partial, self.rng = partial_thoughts, random.Random(seed)
+
+    def steps(self, r: Record) -> list[str]:
+        """The record's steps, or (a share ``partial_thoughts`` of the time) its first k of them, k < n."""
+        if self.partial and len(r.steps) > 1 and self.rng.random() < self.partial:
+            return r.steps[: self.rng.randrange(len(r.steps))]
+        return r.steps
 
     def __call__(self, records: list[Record]) -> dict:
         q = [self.layout.question_ids(self.tok, r.question) for r in records]
-        s = [self.layout.reasoning_ids(self.tok, r.steps) for r in records]
+        s = [self.layout.reasoning_ids(self.tok, self.steps(r)) for r in records]
         a = [self.layout.answer_ids(self.tok, r.answer) for r in records]
         return {"pieces": Pieces(q, s, a), "records": records}
 
@@ -124,7 +138,8 @@ class CoTTrainer(Trainer):
         self.check_position_table(model, args, dataset, [n for n, _ in spans if n <= args.max_length])
         if args.lora_r:
             self._apply_lora(model, args)
-        super().__init__(model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(model, args.max_length),
+        super().__init__(model=model, args=args, train_dataset=dataset, data_collator=RecordCollator(
+            model, args.max_length, getattr(args, "partial_thoughts", 0.0), args.seed),
                          callbacks=[RichProgress(args.method, self.progress_keys), *(callbacks or [])], **kw)
         self.remove_callback(PrinterCallback)  # the progress bar shows the logs
 
