@@ -81,3 +81,15 @@ def save_reasoner(path, template=QWEN3_TEMPLATE, seed=0):
 @pytest.fixture(scope="session")
 def reasoner_dir(tmp_path_factory):
     return save_reasoner(tmp_path_factory.mktemp("qwen3"))
+
+
+@pytest.fixture(scope="session")
+def qwen3(reasoner_dir):
+    """The tiny Qwen3 reasoner asked through its chat template, with a chaotic (random, sharper) output layer:
+    rows think for different lengths and exit policies fire at different steps."""
+    from ponder.model.io import load_model
+
+    model = load_model(reasoner_dir, chat_template=None, reasoner=True)
+    head = model.lm.get_output_embeddings()
+    head.weight = torch.nn.Parameter(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    return model

@@ -15,7 +15,7 @@ from ponder.arguments import ExitConfig
 from ponder.errors import PonderError
 from ponder.inference.decode import Decoder
 from ponder.inference.exits import load_verifier
-from ponder.model.io import PonderSettings, load_model
+from ponder.model.io import PonderSettings
 from ponder.model.tokenizer import build_tokenizer
 
 WORDS = ["a", "b", "c", "d", "Wait", "3", "4", "5", "6", "7", "maybe", "hmm"]
@@ -327,15 +327,6 @@ def test_batched_equals_one_by_one_with_policies(cot, rs_records, policy):
 
 
 # -- a Hugging Face reasoner (tiny random Qwen3 with a chat template) --------------------------------------------
-@pytest.fixture(scope="module")
-def qwen3(reasoner_dir):
-    """The tiny Qwen3 reasoner, asked through its chat template, with a chaotic output layer (see ``cot``)."""
-    model = load_model(reasoner_dir, chat_template=None, reasoner=True)
-    head = model.lm.get_output_embeddings()
-    head.weight = torch.nn.Parameter(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
-    return model
-
-
 @pytest.mark.parametrize("policy", ["none", "budget", "budget0", "convergence", "confidence", "trim", "nowait"])
 def test_qwen3_reasoner_runs_every_policy(qwen3, policy):
     qs, tok = ["3 4", "5 6 7"], qwen3.tokenizer

@@ -12,7 +12,7 @@ from ponder.inference.decode import Decoder
 from ponder.inference.engine import Request
 from ponder.inference.remote import RemoteEngine
 from ponder.model.io import load_front
-from test_serve import MAX_TOKENS, Live, ask, check_same, qwen3  # noqa: F401 - qwen3 is a fixture
+from test_serve import MAX_TOKENS, Live, ask, check_same
 
 QS = ["3 4", "5 6 7", "1 2 9 9"]
 POLICIES = {

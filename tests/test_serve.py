@@ -243,17 +243,6 @@ def test_thinking_budget_effort_and_exit_policy(cot, colar, cot_server, colar_se
     assert g.reasoning_length == 2
 
 
-@pytest.fixture(scope="module")
-def qwen3(reasoner_dir):
-    """The tiny Qwen3 reasoner of the exit-policy tests, asked through its chat template, chaotic too."""
-    from ponder.model.io import load_model
-
-    model = load_model(reasoner_dir, chat_template=None, reasoner=True)
-    head = model.lm.get_output_embeddings()
-    head.weight = torch.nn.Parameter(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
-    return model
-
-
 @pytest.mark.parametrize("policy", [dict(exit="budget", budget=3), dict(exit="convergence", probe_every=2, patience=2,
                                                                          probe_tokens=6)], ids=["budget", "convergence"])
 def test_a_hugging_face_reasoner_with_an_exit_policy(qwen3, policy):

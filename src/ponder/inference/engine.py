@@ -140,12 +140,28 @@ def check_request(model, r: Request) -> None:
         raise PonderError(f"--top-p must be in (0, 1], got {r.top_p}")
 
 
-class Row:
+class Handle:
+    """What the submitter holds of a row: ``cancel()``; the row reports through ``request.on_event``."""
+
+    def __init__(self, request: Request):
+        self.request, self.t0 = request, time.perf_counter()
+        self.cancelled, self.on_done = False, None  # on_done: Engine.run's collector
+
+    def cancel(self):
+        """Leave the batch at the next step (e.g. the client went away)."""
+        self.cancelled = True
+
+    def emit(self, kind: str, **kw):
+        if self.request.on_event is not None:
+            self.request.on_event(Event(kind, **kw))
+
+
+class Row(Handle):
     """One running sequence: its request, phase, position and everything decoded so far."""
 
     def __init__(self, engine: Engine, request: Request, controller):
+        super().__init__(request)
         m, st, r = engine.model, engine.model.settings, request
-        self.request, self.t0 = r, time.perf_counter()
         self.raw = r.prompt_ids is not None
         self.speed = None if self.raw else check_speed(st, r.speed)
         self.prompt = list(r.prompt_ids) if self.raw else st.layout.generation_prompt(
@@ -162,16 +178,7 @@ class Row:
         self.logprobs: list[float] = []
         self.latents: list[torch.Tensor] = []
         self.top_ids: list[list[int]] = []
-        self.ended, self.stop, self.cancelled, self.finished_now, self.latency = False, None, False, False, 0.0
-        self.on_done = None  # Engine.run's collector
-
-    def cancel(self):
-        """Leave the batch at the next step (e.g. the client went away)."""
-        self.cancelled = True
-
-    def emit(self, kind: str, **kw):
-        if self.request.on_event is not None:
-            self.request.on_event(Event(kind, **kw))
+        self.ended, self.stop, self.finished_now, self.latency = False, None, False, 0.0
 
 
 class Engine:

@@ -27,20 +27,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ponder.errors import PonderError
-from ponder.inference.engine import Engine, Event, Generation, Request, check_request
+from ponder.inference.engine import Engine, Generation, Handle, Request, check_request
 
 
-class RemoteRow:
+class RemoteRow(Handle):
     def __init__(self, request: Request, controller):
-        self.request, self.controller, self.t0 = request, controller, time.perf_counter()
-        self.cancelled, self.on_done = False, None
-
-    def cancel(self):
-        self.cancelled = True
-
-    def emit(self, kind: str, **kw):
-        if self.request.on_event is not None:
-            self.request.on_event(Event(kind, **kw))
+        super().__init__(request)
+        self.controller = controller
 
 
 class RemoteEngine:
