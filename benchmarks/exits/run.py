@@ -47,7 +47,8 @@ def main():
     p.add_argument("--policies", default=POLICIES, help="Comma list of cot+policy specs")
     p.add_argument("--n", type=int, default=300, help="Test questions decoded at batch 32")
     p.add_argument("--n1", type=int, default=60, help="Of those, the first N1 decoded one at a time (batch 1)")
-    p.add_argument("--colar-steps", type=int, default=1500)
+    p.add_argument("--recipe", default="overthink-cot-partial.yaml", help="The CoT recipe, in recipes/cpu/")
+    p.add_argument("--colar-steps", type=int, default=1500, help="CoLaR's training steps (0: no CoLaR rows)")
     a = p.parse_args()
     if a.n1 < 1:
         raise PonderError(f"--n1 must be >= 1, got {a.n1}")
@@ -57,18 +58,18 @@ def main():
     data = a.work / "data"
     if not (data / "test.jsonl").exists():
         write_splits(make_splits("overthink", 4000, 100, 300, seed=0), data)
-    recipe = ROOT / "recipes" / "cpu" / "overthink-cot.yaml"
+    recipe = ROOT / "recipes" / "cpu" / a.recipe
     from ponder.cli import train_options
 
     cot_options = read_config(recipe, train_options("cot"), fixed={"method": "cot"})
     if not is_ponder_dir(a.work / "cot"):
         train("cot", data, "tiny", a.work / "cot", **{k: v for k, v in cot_options.items()
                                                       if k not in ("data", "init", "out")}, save_steps=10**9)
-    if not is_ponder_dir(a.work / "colar"):
+    if a.colar_steps and not is_ponder_dir(a.work / "colar"):
         train("colar", data, str(a.work / "cot"), a.work / "colar", max_steps=a.colar_steps, lr=1e-3,
               max_compression=4, seed=0, save_steps=10**9)
     test = read_records(data / "test.jsonl")[: a.n]
-    cot, colar = load_model(a.work / "cot"), load_model(a.work / "colar")
+    cot, colar = load_model(a.work / "cot"), load_model(a.work / "colar") if a.colar_steps else None
 
     def run(method, records, batch_size):
         model = colar if method == "colar" else cot
@@ -78,7 +79,7 @@ def main():
                           exit=exit_config(method))
         return report, time.perf_counter() - t0
 
-    methods = ["cot", *policies, "colar"]
+    methods = ["cot", *policies] + (["colar"] if a.colar_steps else [])
     rows, rows1, failures = [], [], {}
     full = None
     for method in methods:
