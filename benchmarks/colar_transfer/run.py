@@ -13,7 +13,7 @@ The protocol, fixed in this file before any run:
   tasks.md). Per task and training seed S: one CoT model (``recipes/cpu/quickstart-cot.yaml``, --seed S)
   and one No-CoT model (quickstart-nocot, the floor); a CoT model below 90% (the tiny model's seed-dependent
   plateau) is trained again with 1200 steps (COT_LONG) and that one is the task and seed's CoT model (its
-  rows say so); every CoLaR setting of that task and seed continues
+  rows say so; if that one is below 90% too, the seed gets no CoLaR run); every CoLaR setting of that task and seed continues
   from that same CoT model. Models already in ``--work`` are reused (delete a folder to redo it), so a
   CoT model is trained once per task and seed whatever the number of settings.
 * CoLaR: the quickstart's budget (``ponder.quickstart.TRAIN["colar"]``: 3000 steps, batch 32, LR 1e-3,
@@ -288,7 +288,10 @@ def run_task(stage: str, task: str, seed: int, settings: list[str], work: Path, 
     cot_dir = run / "cot-long" if (run / "eval_cot-long.json").exists() else run / "cot"
     cot_acc = json.loads((run / f"eval_{cot_dir.name}.json").read_text())["results"][0]["accuracy"]
     if cot_acc < COT_OK:
-        print(f"warning: {task} seed {seed} CoT at {pct(cot_acc)} (< {pct(COT_OK)}): CoLaR from it says little", flush=True)
+        # Compressing a chain the model never learned tests nothing: no CoLaR for this task and seed.
+        print(f"{task} seed {seed}: CoT at {pct(cot_acc)} (< {pct(COT_OK)}) even with {COT_LONG['max_steps']} steps: "
+              "no CoLaR run for this seed (try another seed)", flush=True)
+        return
     for s in settings:
         t0 = time.time()
         name = f"colar-{s}"
