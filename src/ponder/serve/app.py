@@ -400,21 +400,20 @@ def create_app(model, args, model_name: str) -> FastAPI:
                          ponder={"method": st.method, "reasoning": st.reasoning, "speeds": speeds})
         return ModelList(data=[card])
 
+    async def complete(request: Request, schema, plan_of, chat: bool):
+        server.authorize(request)
+        body = await server.parse(request, schema)
+        plan = plan_of(model, body, args)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await server.run(request, plan, body.stream, include_usage, chat=chat)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        server.authorize(request)
-        body = await server.parse(request, ChatCompletionRequest)
-        plan = plan_chat(model, body, args)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await server.run(request, plan, body.stream, include_usage, chat=True)
+        return await complete(request, ChatCompletionRequest, plan_chat, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        server.authorize(request)
-        body = await server.parse(request, CompletionRequest)
-        plan = plan_completion(model, body, args)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await server.run(request, plan, body.stream, include_usage, chat=False)
+        return await complete(request, CompletionRequest, plan_completion, chat=False)
 
     return app
 
