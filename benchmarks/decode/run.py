@@ -1,10 +1,11 @@
 """Decoding speed: ponder's ``Decoder`` against ``transformers`` ``generate`` (CoT) and the official CoLaR loop.
 
     OMP_NUM_THREADS=2 python benchmarks/decode/run.py                 # CPU, 2 threads: results.json + results.md
-    OMP_NUM_THREADS=2 python benchmarks/decode/run.py --compile --sizes 1m --repeats 5 --name compile
+    OMP_NUM_THREADS=2 python benchmarks/decode/run.py --compile --name compile  # + torch.compile
     python benchmarks/decode/run.py --device cuda --name cuda          # the same on a GPU (a few minutes)
 
-What is timed, on the *same weights* and the *same prompts* (arith questions, left-padded, 28..67 tokens):
+What is timed, on the *same weights* and the *same prompts* (32 arith questions, prompts of 29..67 tokens
+left-padded; batch 1 takes the first, 64 tokens):
 
 * ``ponder-cot``     -- ``Decoder(cot, max_new_tokens=N).generate(questions, speed=1)``, greedy;
 * ``generate``       -- ``model.lm.generate(input_ids, attention_mask, max_new_tokens=N, do_sample=False,
