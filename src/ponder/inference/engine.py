@@ -620,7 +620,7 @@ class Engine:
             exit_probe=prow.exit_probe if prow else None, probe_answers=prow.answers if prow else [],
             probe_confidences=[p.confidence for p in prow.probes] if prow else [],
             latency_s=r.latency, token_logprobs=r.logprobs, stop=r.stop, prompt_tokens=len(r.prompt))
-        if getattr(r, "on_done", None):
+        if r.on_done:
             r.on_done(id(r), g)
         r.emit("done", generation=g)
 
