@@ -172,6 +172,40 @@ def test_save_load_keeps_latent_head_and_outputs(colar_dir, rs_dir, tmp_path):
     assert all(torch.equal(x.latents, y.latents) for x, y in zip(a, b))
 
 
+def test_official_head_and_sample_mse_train_save_and_reload(colar_dir, rs_dir, tmp_path):
+    """--latent-head official (MLP -> LayerNorm, width 2048, unclamped) with --latent-loss mse-sample: the
+    head's style is saved in ponder.json and reloaded as that style, with identical latents."""
+    from ponder.methods.train import train
+    from ponder.model.latent_head import LatentHead
+
+    out = tmp_path / "official"
+    _, trainer = train("colar", rs_dir / "train.jsonl", "tiny", out, max_steps=4, batch_size=8,
+                       logging_steps=1, save_steps=1000, max_compression=2, latent_head="official",
+                       latent_loss="mse-sample")
+    assert all(h["latent_loss"] > 0 for h in trainer.state.log_history if "latent_loss" in h)
+    m = load_model(out)
+    head = m.latent_head
+    assert head.config == {"hidden_size": 128, "embed_size": 128, "inner_size": 2048, "style": "official"}
+    assert isinstance(head.mlp[-1], torch.nn.LayerNorm) and not head.clamp
+    assert load_model(colar_dir[0]).latent_head.clamp  # models saved before the option stay 'ponder'
+    a = Decoder(m, max_latent_steps=6, max_new_tokens=4).generate(_questions(rs_dir, 3), speed=2)
+    b = Decoder(load_model(out), max_latent_steps=6, max_new_tokens=4).generate(_questions(rs_dir, 3), speed=2)
+    assert all(torch.equal(x.latents, y.latents) for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="style"):
+        LatentHead(8, 8, style="paper")
+    with pytest.raises(PonderError, match="already has a 'ponder' latent head"):
+        train("colar", rs_dir / "train.jsonl", str(colar_dir[0]), tmp_path / "x", max_steps=1, latent_head="official")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("option,value", [("latent_head", "paper"), ("latent_loss", "l1")])
+def test_bad_latent_options_name_the_flag(option, value):
+    from ponder.methods.colar import CoLaRConfig
+
+    with pytest.raises(PonderError, match=f"--{option.replace('_', '-')} must be one of"):
+        CoLaRConfig(output_dir="/tmp/x", **{option: value})
+
+
 def test_max_latent_steps_is_respected(colar_dir, rs_dir):
     m = load_model(colar_dir[0])
     for n in (0, 1, 2):

@@ -69,6 +69,7 @@ SETTINGS = {
     "sum-lr5e-4": {"lr": 5e-4},
     "sum-6000": {"max_steps": 6000},
     "mse": {"latent_loss": "mse"},
+    "official": {"latent_head": "official", "latent_loss": "mse-sample"},  # the CoLaR code's head and loss
 }
 QUICKSTART_C2 = 266 / 300  # 88.7%, the floor for the quickstart's CoLaR c = 2 (running-sum, seed 0)
 COT_OK = 0.9  # a CoT model below this is trained again with COT_LONG (same seed); CoLaR starts from that one

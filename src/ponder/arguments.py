@@ -104,6 +104,10 @@ class ModelArguments:
     think_end: str | None = field(default=None, metadata={"help": "... and the one that closes it (default: "
                                                                    "</think>).", "panel": "Model"})
 
+    compile: bool = field(default=False, metadata={
+        "help": "Decode through torch.compile (exact; pays a one-time compile, tens of seconds on CPU; see "
+                "benchmarks/decode for where it wins).", "panel": "Model"})
+
     def load_front(self):
         """The model's tokenizer, layout and config only (``model.io.Front``): for a model served elsewhere."""
         from ponder.model.io import load_front
@@ -118,9 +122,12 @@ class ModelArguments:
         from ponder.model.io import load_model
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return load_model(self.model, device=device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-                          chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end,
-                          revision=self.revision, reasoner=True)
+        model = load_model(self.model, device=device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+                           chat_template=self.chat_template, think_start=self.think_start, think_end=self.think_end,
+                           revision=self.revision, reasoner=True)
+        if self.compile:
+            model.compile_decoding()
+        return model
 
 
 @dataclass

@@ -17,10 +17,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import torch
+
 from ponder.errors import PonderError
 from ponder.methods.compression import MODES
 from ponder.methods.trainer import CoTConfig, CoTTrainer
-from ponder.model.latent_head import LatentHead
+from ponder.model.latent_head import STYLES, LatentHead
+
+LATENT_LOSSES = ("nll", "mse", "mse-sample")
 
 POSITION_MODES = ("contiguous", "stretched")
 
@@ -48,7 +52,11 @@ class CoLaRConfig(CoTConfig):
                 "so the order inside a group survives; see compression.py)."})
     latent_loss: str = field(default="nll", metadata={
         "help": "'nll' of the Gaussian (trains the std that RL samples with, and weighs each dimension by it), "
-                "or 'mse' on the mean only (the std stays untrained)."})
+                "'mse' on the mean only (the std stays untrained), or 'mse-sample': MSE of a reparameterised "
+                "sample mean + std * noise, as the official CoLaR code (trains the std towards 0)."})
+    latent_head: str = field(default="ponder", metadata={
+        "help": "'ponder' (GELU MLP of hidden width, clamped log-std) or 'official' (the CoLaR code's head: "
+                "MLP -> LayerNorm of width 2048, unclamped); see model/latent_head.py."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the LM's next-token loss."})
     latent_weight: float = field(default=1.0, metadata={"help": "Weight of the latent head loss."})
     latent_positions: str = field(default="stretched", metadata={
@@ -64,8 +72,10 @@ class CoLaRConfig(CoTConfig):
             raise PonderError(f"--auto-prob must be in [0, 1], got {self.auto_prob}")
         if self.compression not in MODES:
             raise PonderError(f"--compression must be one of {', '.join(MODES)}, got '{self.compression}'")
-        if self.latent_loss not in ("mse", "nll"):
-            raise PonderError(f"--latent-loss must be 'mse' or 'nll', got '{self.latent_loss}'")
+        if self.latent_loss not in LATENT_LOSSES:
+            raise PonderError(f"--latent-loss must be one of {', '.join(LATENT_LOSSES)}, got '{self.latent_loss}'")
+        if self.latent_head not in STYLES:
+            raise PonderError(f"--latent-head must be one of {', '.join(STYLES)}, got '{self.latent_head}'")
         if self.latent_positions not in POSITION_MODES:
             raise PonderError(f"--latent-positions must be one of {', '.join(POSITION_MODES)}, got '{self.latent_positions}'")
         super().__post_init__()
@@ -73,7 +83,11 @@ class CoLaRConfig(CoTConfig):
 
 class CoLaRTrainer(CoTTrainer):
     def __init__(self, model, args: CoLaRConfig, train_dataset, **kw):
-        model.add_latent_head()
+        if model.latent_head is not None and model.latent_head.config.get("style", "ponder") != args.latent_head:
+            raise PonderError(f"--latent-head {args.latent_head}: the --init model already has a "
+                              f"'{model.latent_head.config.get('style', 'ponder')}' latent head, which training "
+                              f"would keep; start from a model without one (e.g. a CoT model)")
+        model.add_latent_head(args.latent_head)
         st = model.settings
         st.max_compression = max(args.speeds)
         st.latent_positions = args.latent_positions
@@ -121,6 +135,9 @@ class CoLaRTrainer(CoTTrainer):
             losses["latent_loss"] = mean.sum() * 0.0
         elif self.args.latent_loss == "mse":
             losses["latent_loss"] = (mean - target).pow(2).mean()
+        elif self.args.latent_loss == "mse-sample":
+            sample = mean + log_std.exp() * torch.randn_like(mean)
+            losses["latent_loss"] = (sample - target).pow(2).mean()
         else:
             losses["latent_loss"] = -LatentHead.log_prob(target, mean, log_std).mean() / target.shape[-1]
         return losses

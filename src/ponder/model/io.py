@@ -127,13 +127,29 @@ class PonderModel(nn.Module):
         # The latent head runs inside forward so that DDP sees every trained parameter used in it.
         cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
         keep = {"logits_to_keep": 1} if last_only else {}
-        out = self.lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+        compiled = self.__dict__.get("_compiled_lm")
+        lm = compiled if compiled is not None and not torch.is_grad_enabled() else self.lm
+        out = lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                       position_ids=position_ids, use_cache=use_cache, output_hidden_states=True, **cache_kw, **keep)
         hidden = out.hidden_states[-1][:, -1:] if last_only else out.hidden_states[-1]
         mean = log_std = None
         if self.latent_head is not None and latent:
             mean, log_std = self.latent_head(hidden)
         return PonderOutput(out.logits, hidden, mean, log_std, tuple(out.hidden_states[1:]) if all_hidden else None)
+
+    def compile_decoding(self) -> None:
+        """Run passes without gradients (decoding) through ``torch.compile(lm, dynamic=True)``; training keeps
+        the eager module. Dynamic shapes because batch size and length change at every step of a continuous
+        batch: one graph serves them (a few recompiles, e.g. batch 1, happen on first use). Same weights: the
+        compiled module wraps ``lm``, it is not registered as a submodule, so state dicts are unchanged.
+        benchmarks/decode measures where it wins and its compile time."""
+        if self.__dict__.get("_compiled_lm") is None:
+            self.__dict__["_compiled_lm"] = torch.compile(self.lm, dynamic=True)
+
+    @property
+    def decoding_mode(self) -> str:
+        """'compiled' or 'eager': how decoding passes run (reports name it next to their timings)."""
+        return "eager" if self.__dict__.get("_compiled_lm") is None else "compiled"
 
     def thought_input(self, hidden: torch.Tensor) -> torch.Tensor:
         """The next input embedding of a continuous thought, from last-layer hidden state(s) (..., hidden).
@@ -160,14 +176,15 @@ class PonderModel(nn.Module):
         n = rows * layer.weight.shape[1]
         return max(squares - total * total / n, 0.0) ** 0.5 / max(n - 1, 1) ** 0.5
 
-    def add_latent_head(self) -> None:
-        """Attach a fresh latent head and measure the embedding scale (once: it is then kept)."""
+    def add_latent_head(self, style: str = "ponder") -> None:
+        """Attach a fresh latent head (``style``: latent_head.py) and measure the embedding scale (once: it
+        is then kept). A model that already has a head keeps it, whatever its style."""
         emb = self.lm.get_input_embeddings().weight
         if self.settings.embed_std is None:
             self.settings.embed_std = self.measure_embed_std()
         if self.latent_head is None:
             hidden = self.lm.config.hidden_size
-            self.latent_head = LatentHead(hidden, emb.shape[1]).to(emb.device)
+            self.latent_head = LatentHead(hidden, emb.shape[1], style=style).to(emb.device)
             self.settings.latent_head = self.latent_head.config
 
     # -- persistence ----------------------------------------------------------------------------------

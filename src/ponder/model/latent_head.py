@@ -3,6 +3,10 @@
 Working in units of the embedding matrix's standard deviation (targets divided by ``embed_std``, samples
 multiplied back) keeps the head's outputs O(1) for every model family, so no per-model constant is needed.
 Sampling from the Gaussian (temperature > 0) is what lets RL explore different latent reasoning paths.
+
+Two styles: ``ponder`` (two GELU layers of the model's hidden width, log-std clamped so exp() stays finite
+under the NLL loss) and ``official`` (the CoLaR code's head: Linear -> GELU -> Linear -> LayerNorm of width
+2048, log-std unclamped), kept so the two can be compared on the same data (benchmarks/colar_transfer).
 """
 
 from __future__ import annotations
@@ -13,19 +17,28 @@ import torch
 from torch import nn
 
 
+STYLES = ("ponder", "official")
+OFFICIAL_WIDTH = 2048
+
+
 class LatentHead(nn.Module):
-    def __init__(self, hidden_size: int, embed_size: int, inner_size: int | None = None):
+    def __init__(self, hidden_size: int, embed_size: int, inner_size: int | None = None, style: str = "ponder"):
         super().__init__()
-        inner = inner_size or hidden_size
-        self.mlp = nn.Sequential(nn.Linear(hidden_size, inner), nn.GELU(), nn.Linear(inner, inner), nn.GELU())
+        if style not in STYLES:
+            raise ValueError(f"latent head style must be one of {STYLES}, got {style!r}")
+        inner = inner_size or (OFFICIAL_WIDTH if style == "official" else hidden_size)
+        last = nn.LayerNorm(inner) if style == "official" else nn.GELU()
+        self.mlp = nn.Sequential(nn.Linear(hidden_size, inner), nn.GELU(), nn.Linear(inner, inner), last)
         self.mean = nn.Linear(inner, embed_size)
         self.log_std = nn.Linear(inner, embed_size)
-        self.config = {"hidden_size": hidden_size, "embed_size": embed_size, "inner_size": inner}
+        self.clamp = style == "ponder"
+        self.config = {"hidden_size": hidden_size, "embed_size": embed_size, "inner_size": inner, "style": style}
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.mlp(hidden)
+        log_std = self.log_std(h)
         # Clamp keeps exp(log_std) finite in NLL and RL ratios early in training.
-        return self.mean(h), self.log_std(h).clamp(-7.0, 2.0)
+        return self.mean(h), log_std.clamp(-7.0, 2.0) if self.clamp else log_std
 
     @staticmethod
     def sample(mean: torch.Tensor, log_std: torch.Tensor, temperature: float, generator=None) -> torch.Tensor:

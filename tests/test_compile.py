@@ -1,0 +1,89 @@
+"""Compiled decoding (``PonderModel.compile_decoding``) gives the eager decoder's tokens and latents.
+
+Rows finish at different steps (different prompt lengths and token budgets), so the compiled body sees the
+batch shrink and the cache grow: the dynamic shapes the engine produces.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from ponder.inference.decode import Decoder
+from ponder.inference.engine import Engine, Request
+from ponder.model.io import load_model
+
+QUESTIONS = ["3 4 5", "1 2", "7 7 1 9", "9", "2 8 6"]
+
+
+def both(model):
+    """(eager, compiled) twins sharing nothing: the compiled one is a deep copy, so eager stays eager."""
+    twin = copy.deepcopy(model)
+    twin.compile_decoding()
+    return model, twin
+
+
+def ragged(model, speed=None):
+    """A batch whose rows stop at different steps: budgets 3..11 tokens."""
+    reqs = [Request(question=q, speed=speed, max_new_tokens=3 + 2 * i) for i, q in enumerate(QUESTIONS)]
+    return Engine(model, max_batch=len(reqs)).run(reqs)
+
+
+def assert_same(eager, compiled):
+    for e, c in zip(eager, compiled):
+        assert c.token_ids == e.token_ids and c.reasoning_length == e.reasoning_length
+        assert c.main_passes == e.main_passes
+        if e.latents is not None:
+            assert (c.latents - e.latents).abs().max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def colar(colar_dir):
+    return both(load_model(colar_dir[0]).eval())
+
+
+def test_compiled_cot_equals_eager(rs_records):
+    eager, compiled = both(tiny_model(rs_records["train"], seed=2))
+    got = ragged(compiled)
+    assert len({len(g.token_ids) for g in got}) > 1  # rows did finish at different steps
+    assert_same(ragged(eager), got)
+    assert compiled.decoding_mode == "compiled" and eager.decoding_mode == "eager"
+
+
+@pytest.mark.parametrize("speed", [1, 2])
+def test_compiled_colar_equals_eager(colar, speed):
+    eager, compiled = colar
+    want = ragged(eager, speed)
+    assert any(g.reasoning_length > 0 for g in want)
+    assert_same(want, ragged(compiled, speed))
+
+
+def test_compiled_coconut_equals_eager(rs_records):
+    model = tiny_model(rs_records["train"], seed=5, method="coconut")
+    model.settings.num_thoughts = 3
+    eager, compiled = both(model)
+    assert_same(ragged(eager), ragged(compiled))
+
+
+def test_compiled_body_is_not_used_for_training(rs_records):
+    """Gradients flow through the eager module: training a compiled model trains the same weights."""
+    model = tiny_model(rs_records["train"], seed=1)
+    model.compile_decoding()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        decoded = model(input_ids=ids).logits
+    model.train()
+    out = model(input_ids=ids)
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.lm.parameters() if p.requires_grad)
+    assert torch.allclose(out.logits, decoded, atol=1e-5)
+    assert not any("_compiled" in k or "_orig_mod" in k for k in model.state_dict())
+
+
+def test_decoder_compile_flag(rs_records):
+    model = tiny_model(rs_records["train"], seed=3)
+    Decoder(model, max_new_tokens=2, compile=True)
+    assert model.decoding_mode == "compiled"
