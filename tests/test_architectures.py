@@ -171,6 +171,31 @@ def gpt2(family_dir):
     return family_dir("gpt2")
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_lean_decoding_pass_equals_the_full_one(family, family_dir):
+    """Decoding passes skip output_hidden_states where the logits are lm_head(last state) (PonderModel.lean):
+    the same logits and last hidden state as the full pass, through a cache; Gemma 2 (soft-capping) and
+    GPT-2 keep the full pass."""
+    from transformers import DynamicCache
+
+    m = load_model(family_dir(family)).eval()
+    assert m.lean == (family not in ("gemma2", "gpt2"))
+    ids = torch.tensor([[5, 9, 11, 7, 3], [4, 4, 8, 2, 6]])
+    mask = torch.ones_like(ids)
+
+    def decode(run, **kw):  # prefill 3 tokens, then 2 through the cache
+        cache = DynamicCache()
+        with torch.no_grad():
+            run(input_ids=ids[:, :3], attention_mask=mask[:, :3], use_cache=True, past_key_values=cache, **kw)
+            return run(input_ids=ids[:, 3:], attention_mask=mask, use_cache=True, past_key_values=cache, **kw)[:2]
+
+    logits, hidden = decode(m._full_pass, last_only=True)
+    assert torch.allclose(logits, _logits(m.lm, ids)[:, -1:], atol=1e-5) and hidden.shape[1] == 1
+    if m.lean:
+        lean_logits, lean_hidden = decode(m._lean_pass)
+        assert torch.equal(lean_logits, logits) and torch.equal(lean_hidden, hidden)
+
+
 def test_position_limit(gpt2, family_dir):
     assert position_limit(load_model(gpt2)) == TABLE
     assert position_limit(AutoModelForCausalLM.from_pretrained(gpt2)) == TABLE

@@ -173,7 +173,7 @@ def test_save_load_keeps_latent_head_and_outputs(colar_dir, rs_dir, tmp_path):
 
 
 def test_official_head_and_sample_mse_train_save_and_reload(colar_dir, rs_dir, tmp_path):
-    """--latent-head official (MLP -> LayerNorm, width 2048, unclamped) with --latent-loss mse-sample: the
+    """--latent-head official (MLP -> LayerNorm, unclamped) with --latent-loss mse-sample: the
     head's style is saved in ponder.json and reloaded as that style, with identical latents."""
     from ponder.methods.train import train
     from ponder.model.latent_head import LatentHead
@@ -185,7 +185,7 @@ def test_official_head_and_sample_mse_train_save_and_reload(colar_dir, rs_dir, t
     assert all(h["latent_loss"] > 0 for h in trainer.state.log_history if "latent_loss" in h)
     m = load_model(out)
     head = m.latent_head
-    assert head.config == {"hidden_size": 128, "embed_size": 128, "inner_size": 2048, "style": "official"}
+    assert head.config == {"hidden_size": 128, "embed_size": 128, "inner_size": 128, "style": "official"}
     assert isinstance(head.mlp[-1], torch.nn.LayerNorm) and not head.clamp
     assert load_model(colar_dir[0]).latent_head.clamp  # models saved before the option stay 'ponder'
     a = Decoder(m, max_latent_steps=6, max_new_tokens=4).generate(_questions(rs_dir, 3), speed=2)

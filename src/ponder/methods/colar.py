@@ -55,8 +55,8 @@ class CoLaRConfig(CoTConfig):
                 "'mse' on the mean only (the std stays untrained), or 'mse-sample': MSE of a reparameterised "
                 "sample mean + std * noise, as the official CoLaR code (trains the std towards 0)."})
     latent_head: str = field(default="ponder", metadata={
-        "help": "'ponder' (GELU MLP of hidden width, clamped log-std) or 'official' (the CoLaR code's head: "
-                "MLP -> LayerNorm of width 2048, unclamped); see model/latent_head.py."})
+        "help": "'ponder' (GELU MLP, clamped log-std) or 'official' (the CoLaR code's head: MLP -> LayerNorm, "
+                "unclamped log-std); both of the model's hidden width, see model/latent_head.py."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the LM's next-token loss."})
     latent_weight: float = field(default=1.0, metadata={"help": "Weight of the latent head loss."})
     latent_positions: str = field(default="stretched", metadata={

@@ -93,6 +93,10 @@ class PonderOutput:
     hidden_states: tuple | None = None  # every layer's output (embedding output excluded), with all_hidden=True
 
 
+# Causal LMs of transformers whose logits are lm_head(last hidden state), nothing after it (PonderModel.lean).
+LEAN_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral", "phi3", "gemma")
+
+
 class PonderModel(nn.Module):
     """A causal LM, its tokenizer, its ponder settings and (for latent methods) its latent head."""
 
@@ -105,6 +109,8 @@ class PonderModel(nn.Module):
         # transformers 5.2x renamed forward's `past_key_values` to `cache`; remote-code models may lag.
         params = inspect.signature(lm.get_base_model().forward if hasattr(lm, "get_base_model") else lm.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        base_params = inspect.signature(lm.model.forward).parameters if self.lean else {}
+        self._base_cache_kw = "cache" if "cache" in base_params else "past_key_values"
 
     @property
     def config(self):
@@ -125,31 +131,57 @@ class PonderModel(nn.Module):
         ``all_hidden``: also return every layer's hidden states (CODI's distillation).
         ``latent=False`` skips the latent head (decoding the answer needs no next latent)."""
         # The latent head runs inside forward so that DDP sees every trained parameter used in it.
-        cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
-        keep = {"logits_to_keep": 1} if last_only else {}
-        compiled = self.__dict__.get("_compiled_lm")
-        lm = compiled if compiled is not None and not torch.is_grad_enabled() else self.lm
-        out = lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                      position_ids=position_ids, use_cache=use_cache, output_hidden_states=True, **cache_kw, **keep)
-        hidden = out.hidden_states[-1][:, -1:] if last_only else out.hidden_states[-1]
+        inputs = dict(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                      position_ids=position_ids, use_cache=use_cache, past_key_values=past_key_values)
+        decoding = last_only and not all_hidden
+        # The compiled pass (compile_decoding) serves decoding passes without gradients only.
+        compiled = self.__dict__.get("_compiled") if decoding and not torch.is_grad_enabled() else None
+        layers = None
+        if decoding and self.lean:
+            logits, hidden = (compiled or self._lean_pass)(**inputs)
+        else:
+            logits, hidden, layers = (compiled or self._full_pass)(**inputs, last_only=last_only)
         mean = log_std = None
         if self.latent_head is not None and latent:
             mean, log_std = self.latent_head(hidden)
-        return PonderOutput(out.logits, hidden, mean, log_std, tuple(out.hidden_states[1:]) if all_hidden else None)
+        return PonderOutput(logits, hidden, mean, log_std, layers if all_hidden else None)
+
+    @property
+    def lean(self) -> bool:
+        """Decoding passes skip ``output_hidden_states`` (which hooks every layer and keeps all their states)
+        and read the last position of the base model: only for transformers' causal LMs whose logits are
+        exactly ``lm_head(last hidden state)``; Gemma 2's soft-capping, Cohere's logit scale, GPT-2's
+        ``transformer``, PEFT wrappers and remote code take the full pass."""
+        lm = self.lm
+        return (getattr(lm.config, "model_type", None) in LEAN_MODEL_TYPES
+                and type(lm).__module__.startswith("transformers.models.")
+                and isinstance(getattr(lm, "lm_head", None), nn.Linear) and hasattr(lm, "model"))
+
+    def _lean_pass(self, past_key_values=None, **inputs):
+        cache_kw = {self._base_cache_kw: past_key_values} if past_key_values is not None else {}
+        hidden = self.lm.model(**inputs, **cache_kw).last_hidden_state[:, -1:]
+        return self.lm.lm_head(hidden), hidden
+
+    def _full_pass(self, past_key_values=None, last_only=False, **inputs):
+        cache_kw = {self._cache_kw: past_key_values} if past_key_values is not None else {}
+        keep = {"logits_to_keep": 1} if last_only else {}
+        out = self.lm(**inputs, output_hidden_states=True, **cache_kw, **keep)
+        hidden = out.hidden_states[-1][:, -1:] if last_only else out.hidden_states[-1]
+        return out.logits, hidden, tuple(out.hidden_states[1:])
 
     def compile_decoding(self) -> None:
-        """Run passes without gradients (decoding) through ``torch.compile(lm, dynamic=True)``; training keeps
-        the eager module. Dynamic shapes because batch size and length change at every step of a continuous
-        batch: one graph serves them (a few recompiles, e.g. batch 1, happen on first use). Same weights: the
+        """Run decoding passes (last position only, no gradients) through ``torch.compile(..., dynamic=True)``
+        of the LM's pass (the lean one where it applies); training keeps the eager module. Dynamic shapes
+        because batch size and length change at every step of a continuous batch: one graph serves them (a few recompiles, e.g. batch 1, happen on first use). Same weights: the
         compiled module wraps ``lm``, it is not registered as a submodule, so state dicts are unchanged.
         benchmarks/decode measures where it wins and its compile time."""
-        if self.__dict__.get("_compiled_lm") is None:
-            self.__dict__["_compiled_lm"] = torch.compile(self.lm, dynamic=True)
+        if self.__dict__.get("_compiled") is None:
+            self.__dict__["_compiled"] = torch.compile(self._lean_pass if self.lean else self._full_pass, dynamic=True)
 
     @property
     def decoding_mode(self) -> str:
         """'compiled' or 'eager': how decoding passes run (reports name it next to their timings)."""
-        return "eager" if self.__dict__.get("_compiled_lm") is None else "compiled"
+        return "eager" if self.__dict__.get("_compiled") is None else "compiled"
 
     def thought_input(self, hidden: torch.Tensor) -> torch.Tensor:
         """The next input embedding of a continuous thought, from last-layer hidden state(s) (..., hidden).

@@ -5,8 +5,10 @@ multiplied back) keeps the head's outputs O(1) for every model family, so no per
 Sampling from the Gaussian (temperature > 0) is what lets RL explore different latent reasoning paths.
 
 Two styles: ``ponder`` (two GELU layers of the model's hidden width, log-std clamped so exp() stays finite
-under the NLL loss) and ``official`` (the CoLaR code's head: Linear -> GELU -> Linear -> LayerNorm of width
-2048, log-std unclamped), kept so the two can be compared on the same data (benchmarks/colar_transfer).
+under the NLL loss) and ``official`` (the CoLaR code's head: Linear -> GELU -> Linear -> LayerNorm, log-std
+unclamped), kept so the two can be compared on the same data (benchmarks/colar_transfer). Both default to the
+model's hidden width: the official code's 2048 is the hidden size of the Llama-3.2-1B it was trained with, and
+a 2048-wide head on a 128-wide model would be four times the model's size.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from torch import nn
 
 
 STYLES = ("ponder", "official")
-OFFICIAL_WIDTH = 2048
 
 
 class LatentHead(nn.Module):
@@ -26,7 +27,7 @@ class LatentHead(nn.Module):
         super().__init__()
         if style not in STYLES:
             raise ValueError(f"latent head style must be one of {STYLES}, got {style!r}")
-        inner = inner_size or (OFFICIAL_WIDTH if style == "official" else hidden_size)
+        inner = inner_size or hidden_size
         last = nn.LayerNorm(inner) if style == "official" else nn.GELU()
         self.mlp = nn.Sequential(nn.Linear(hidden_size, inner), nn.GELU(), nn.Linear(inner, inner), last)
         self.mean = nn.Linear(inner, embed_size)
