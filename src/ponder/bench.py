@@ -103,6 +103,7 @@ def parse_methods(text: str) -> list[str]:
 def exit_config(method: str):
     """The ``ExitConfig`` of ``base+policy[:N][:key=value...]`` (N: the budget), or None for a plain method."""
     from ponder.arguments import ExitConfig
+    from ponder.options import options_of
 
     base, plus, spec = method.partition("+")
     if not plus:
@@ -110,18 +111,17 @@ def exit_config(method: str):
     if START.get(base) is None or base in ("nocot", "colar", "colar-rl", "coconut", "codi"):
         raise PonderError(f"--methods {method}: exit policies end token reasoning (cot, icot), not {base}'s")
     policy, *args = spec.split(":")
-    fields = {n: f.type for n, f in ExitConfig.__dataclass_fields__.items()}
+    kinds = {o.name: o.base for o in options_of(ExitConfig, "Exit") if o.name != "exit"}  # the CLI's own types
     options = {}
     for arg in args:
         key, eq, value = arg.partition("=")
         key, value = (key, value) if eq else ("budget", arg)
-        if key not in fields or key == "exit":
+        if key not in kinds:
             raise PonderError(f"--methods {method}: unknown exit option '{key}'")
-        kind = float if "float" in str(fields[key]) else int if "int" in str(fields[key]) else str
         try:
-            options[key] = kind(value)
+            options[key] = kinds[key](value)
         except ValueError:
-            raise PonderError(f"--methods {method}: {key} must be {kind.__name__}, got '{value}'") from None
+            raise PonderError(f"--methods {method}: {key} must be {kinds[key].__name__}, got '{value}'") from None
     return ExitConfig(exit=policy, **options)
 
 
