@@ -496,9 +496,9 @@ class Engine:
                                          lambda r: (r.request.temperature, r.request.top_p), hot)
             tokens[hot] = sampled
         chosen = tokens.tolist()
+        pos = torch.tensor([r.last_pos for r in self.rows], device=self.logits.device) if groups else None
         for js in groups.values():
             ctl = rows[js[0]].controller
-            pos = torch.tensor([r.last_pos for r in self.rows], device=self.logits.device)
             got = ctl.choose([rows[j].policy_row for j in js], [chosen[j] for j in js], lambda local, cue: self._probe(
                 [idx[js[k]] for k in local], pos, cue, ctl.policy.config.probe_tokens, ctl.probe_finished))
             for j, t in zip(js, got):
