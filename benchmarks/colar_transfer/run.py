@@ -58,11 +58,12 @@ SPEEDS = (1, 2, 3, 4)
 SEEDS = (0, 1)  # the protocol's training seeds (at least two); coverage lists what is missing of them
 COT = {"max_steps": 700, "batch_size": 32, "lr": 5e-4}  # recipes/cpu/quickstart-cot.yaml
 NOCOT = {"max_steps": 400, "batch_size": 32, "lr": 5e-4}  # recipes/cpu/quickstart-nocot.yaml
-COLAR = {**TRAIN["colar"], "logging_steps": 10}  # the quickstart's CoLaR budget and settings
+# The quickstart's CoLaR budget, with the compression the protocol started from (the default then: sum).
+COLAR = {**TRAIN["colar"], "logging_steps": 10, "compression": "sum"}
 
 # Candidate settings, cheapest first: each is COLAR with these options changed.
 SETTINGS = {
-    "sum": {},  # today's defaults (the paper's compression)
+    "sum": {},  # the defaults when the protocol was fixed (the paper's compression)
     "mean": {"compression": "mean"},
     "ordered": {"compression": "ordered"},
     "contiguous": {"latent_positions": "contiguous"},
@@ -70,6 +71,7 @@ SETTINGS = {
     "sum-6000": {"max_steps": 6000},
     "mse": {"latent_loss": "mse"},
     "official": {"latent_head": "official", "latent_loss": "mse-sample"},  # the CoLaR code's head and loss
+    "sum-lw2": {"latent_weight": 2.0},  # loss weights: the latent loss counted twice
 }
 QUICKSTART_C2 = 266 / 300  # 88.7%, the floor for the quickstart's CoLaR c = 2 (running-sum, seed 0)
 COT_OK = 0.9  # a CoT model below this is trained again with COT_LONG (same seed); CoLaR starts from that one
