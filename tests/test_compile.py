@@ -69,14 +69,19 @@ def test_compiled_coconut_equals_eager(rs_records):
 
 
 def test_compiled_body_is_not_used_for_training(rs_records):
-    """Gradients flow through the eager module: training a compiled model trains the same weights."""
+    """Only decoding passes without gradients take the compiled pass; a pass with gradients (training) goes
+    through the eager module, to the same logits and the same weights."""
     model = tiny_model(rs_records["train"], seed=1)
     model.compile_decoding()
+    calls, compiled = [], model.__dict__["_compiled"]
+    model.__dict__["_compiled"] = lambda **kw: calls.append(1) or compiled(**kw)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
-        decoded = model(input_ids=ids).logits
+        decoded = model(input_ids=ids, last_only=True).logits
+    assert calls == [1]
     model.train()
-    out = model(input_ids=ids)
+    out = model(input_ids=ids, last_only=True)
+    assert calls == [1]
     out.logits.sum().backward()
     assert all(p.grad is not None for p in model.lm.parameters() if p.requires_grad)
     assert torch.allclose(out.logits, decoded, atol=1e-5)

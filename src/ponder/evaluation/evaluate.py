@@ -85,7 +85,8 @@ def evaluate(model, records: list[Record], speeds=(None,), samples: int = 1, bat
         "top_p": top_p, "sample_stop": sample_stop, "seeds": seeds,
         "protocol": protocol(temperature, top_p, latent_temperature, sample_stop, seeds, st.reasoning),
         "max_new_tokens": max_new_tokens, "max_latent_steps": max_latent_steps, "seed": seed,
-        "device": str(model.device), "decoding": model.decoding_mode, "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "device": str(model.device), "decoding": model.decoding_mode,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "cot_reference_length": cot_length, "scoring": scoring,
         "exit": None if exit is None else asdict(exit), "ponder_version": __version__,
     }

@@ -83,10 +83,10 @@ class CoLaRConfig(CoTConfig):
 
 class CoLaRTrainer(CoTTrainer):
     def __init__(self, model, args: CoLaRConfig, train_dataset, **kw):
-        if model.latent_head is not None and model.latent_head.config.get("style", "ponder") != args.latent_head:
-            raise PonderError(f"--latent-head {args.latent_head}: the --init model already has a "
-                              f"'{model.latent_head.config.get('style', 'ponder')}' latent head, which training "
-                              f"would keep; start from a model without one (e.g. a CoT model)")
+        have = model.latent_head.config.get("style", "ponder") if model.latent_head is not None else None
+        if have not in (None, args.latent_head):
+            raise PonderError(f"--latent-head {args.latent_head}: the --init model already has a '{have}' latent "
+                              f"head, which training would keep; start from a model without one (e.g. a CoT model)")
         model.add_latent_head(args.latent_head)
         st = model.settings
         st.max_compression = max(args.speeds)

@@ -172,8 +172,9 @@ class PonderModel(nn.Module):
     def compile_decoding(self) -> None:
         """Run decoding passes (last position only, no gradients) through ``torch.compile(..., dynamic=True)``
         of the LM's pass (the lean one where it applies); training keeps the eager module. Dynamic shapes
-        because batch size and length change at every step of a continuous batch: one graph serves them (a few recompiles, e.g. batch 1, happen on first use). Same weights: the
-        compiled module wraps ``lm``, it is not registered as a submodule, so state dicts are unchanged.
+        because batch size and length change at every step of a continuous batch: one graph serves them (a
+        few recompiles, e.g. prefill against decode, happen on first use). Same weights: the compiled pass
+        calls ``lm``, and it is not registered as a submodule, so state dicts are unchanged.
         benchmarks/decode measures where it wins and its compile time."""
         if self.__dict__.get("_compiled") is None:
             self.__dict__["_compiled"] = torch.compile(self._lean_pass if self.lean else self._full_pass, dynamic=True)
