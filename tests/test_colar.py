@@ -198,6 +198,25 @@ def test_official_head_and_sample_mse_train_save_and_reload(colar_dir, rs_dir, t
     assert not (tmp_path / "x").exists()
 
 
+def test_speed_curriculum_brings_the_speeds_in_one_at_a_time(rs_dir, tmp_path):
+    """--speed-curriculum 0.5 over 8 steps and c in 1..4: steps 0..3 fall in four stages (c <= 1, 2, 3, 4),
+    then every speed; 0 keeps the uniform draw of every speed from the first step."""
+    from ponder.methods.train import train
+
+    def drawn(curriculum):
+        _, tr = train("colar", rs_dir / "train.jsonl", "tiny", tmp_path / f"cur{curriculum}", max_steps=8,
+                      batch_size=4, logging_steps=1, save_steps=1000, max_compression=4,
+                      speed_curriculum=curriculum)
+        return [int(h["speed"]) for h in tr.state.log_history if "speed" in h]
+
+    cur, flat = drawn(0.5), drawn(0.0)
+    assert len(cur) == 8 and cur[0] == 1 and all(c <= k + 1 for k, c in enumerate(cur[:4]))
+    assert max(flat[:4]) > 1  # the uniform draw reaches past c = 1 at once (fixed seed)
+    with pytest.raises(PonderError, match="--speed-curriculum must be in"):
+        from ponder.methods.colar import CoLaRConfig
+        CoLaRConfig(output_dir="/tmp/x", speed_curriculum=1.5)
+
+
 @pytest.mark.parametrize("option,value", [("latent_head", "paper"), ("latent_loss", "l1")])
 def test_bad_latent_options_name_the_flag(option, value):
     from ponder.methods.colar import CoLaRConfig

@@ -72,6 +72,7 @@ SETTINGS = {
     "mse": {"latent_loss": "mse"},
     "official": {"latent_head": "official", "latent_loss": "mse-sample"},  # the CoLaR code's head and loss
     "sum-lw2": {"latent_weight": 2.0},  # loss weights: the latent loss counted twice
+    "curriculum": {"speed_curriculum": 0.5},  # c = 1, then 1..2, 1..3 over the first half; then 1..4
 }
 QUICKSTART_C2 = 266 / 300  # 88.7%, the floor for the quickstart's CoLaR c = 2 (running-sum, seed 0)
 COT_OK = 0.9  # a CoT model below this is trained again with COT_LONG (same seed); CoLaR starts from that one

@@ -47,6 +47,9 @@ class CoLaRConfig(CoTConfig):
     max_compression: int = field(default=5, metadata={"help": "c is drawn from 1..max_compression per step."})
     compressions: str | None = field(default=None, metadata={"help": "Comma list of c values, instead of 1..max."})
     auto_prob: float = field(default=0.0, metadata={"help": "Probability that the marker says 'auto' instead of c."})
+    speed_curriculum: float = field(default=0.0, metadata={
+        "help": "Fraction of the steps over which the speeds come in one at a time, smallest first (equal "
+                "stages; then all speeds); 0 draws from every speed from the first step."})
     compression: str = field(default="sum", metadata={
         "help": "'sum' (sum / sqrt(count), the paper), 'mean', or 'ordered' (weights (n + j) / n over the group, "
                 "so the order inside a group survives; see compression.py)."})
@@ -68,6 +71,8 @@ class CoLaRConfig(CoTConfig):
         self.speeds = parse_compressions(self.compressions, self.max_compression)
         if self.max_compression < 1:
             raise PonderError(f"--max-compression must be >= 1, got {self.max_compression}")
+        if not 0.0 <= self.speed_curriculum <= 1.0:
+            raise PonderError(f"--speed-curriculum must be in [0, 1], got {self.speed_curriculum}")
         if not 0.0 <= self.auto_prob <= 1.0:
             raise PonderError(f"--auto-prob must be in [0, 1], got {self.auto_prob}")
         if self.compression not in MODES:
@@ -109,9 +114,18 @@ class CoLaRTrainer(CoTTrainer):
         return (f" (stretched latent positions: c up to {max(args.speeds)} per latent step)"
                 if args.latent_positions == "stretched" and max(args.speeds) > 1 else "")
 
+    def speeds_now(self) -> list[int]:
+        """The speeds this step may draw. Under ``speed_curriculum`` the larger c come in one at a time, so a
+        small model first learns the latent head where its targets are easy (a function of the step alone,
+        so every process and a resumed run draw alike)."""
+        speeds, span = self.args.speeds, self.args.speed_curriculum * self.state.max_steps
+        if span <= 0 or self.state.global_step >= span:
+            return speeds
+        return speeds[:1 + int(self.state.global_step * len(speeds) // span)]
+
     def speed(self):
         rng = random.Random((self.args.seed * 1_000_003 + self.state.global_step) * 7 + 1)
-        c = rng.choice(self.args.speeds)
+        c = rng.choice(self.speeds_now())
         self._auto_c = c
         return "auto" if rng.random() < self.args.auto_prob else c
 
