@@ -1,7 +1,9 @@
-"""Compiled decoding (``PonderModel.compile_decoding``) gives the eager decoder's tokens and latents.
+"""Compiled decoding gives the eager decoder's tokens and latents: the whole-step loop over a static cache
+(``inference/static.py``), which takes a batch submitted at once, and the compiled pass under the engine's
+step, which takes the rest (sampling, exit policies, rows joining a running batch).
 
-Rows finish at different steps (different prompt lengths and token budgets), so the compiled body sees the
-batch shrink and the cache grow: the dynamic shapes the engine produces.
+Rows finish at different steps (different prompt lengths and token budgets): the whole-step loop masks the
+done ones in their slots, the engine's step drops them (the compiled pass sees the batch shrink).
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ def both(model):
     return model, twin
 
 
-def ragged(model, speed=None):
-    """A batch whose rows stop at different steps: budgets 3..11 tokens."""
-    reqs = [Request(question=q, speed=speed, max_new_tokens=3 + 2 * i) for i, q in enumerate(QUESTIONS)]
-    return Engine(model, max_batch=len(reqs)).run(reqs)
+def ragged(model, speed=None, **kw):
+    """A batch whose rows stop at different steps: budgets 3..11 tokens. A compiled model decodes it with
+    the whole-step loop (asserted), unless ``kw`` asks for what only the engine's step does."""
+    reqs = [Request(question=q, speed=speed, max_new_tokens=3 + 2 * i, **kw) for i, q in enumerate(QUESTIONS)]
+    engine = Engine(model, max_batch=len(reqs))
+    got = engine.run(reqs)
+    assert engine.static_runs == (model.decoding_mode == "compiled" and not kw)
+    return got
 
 
 def assert_same(eager, compiled):
@@ -59,6 +65,27 @@ def test_compiled_colar_equals_eager(colar, speed):
     want = ragged(eager, speed)
     assert any(g.reasoning_length > 0 for g in want)
     assert_same(want, ragged(compiled, speed))
+
+
+def test_whole_step_loop_checking_done_every_k_steps_changes_nothing(colar):
+    """check_every = 4 runs up to 3 masked steps after the last row is done: the outputs stay the same."""
+    from ponder.inference import static
+
+    eager, compiled = colar
+    engine = Engine(compiled, max_batch=len(QUESTIONS))
+    rows = [engine.submit(Request(question=q, speed=2, max_new_tokens=3 + 2 * i)) for i, q in enumerate(QUESTIONS)]
+    engine.queue = []
+    static.run(engine, rows, check_every=4)
+    want = ragged(eager, 2)
+    for r, w in zip(rows, want):
+        assert r.out == w.token_ids and r.steps == w.reasoning_length and r.passes == w.main_passes
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=0.7, seed=3), dict(stop=["9"]), dict(logprobs=True)])
+def test_what_the_whole_step_loop_does_not_take_goes_through_the_compiled_step(colar, kw):
+    """Sampling, stop strings and logprobs take the engine's step (with the compiled pass), same results."""
+    eager, compiled = colar
+    assert_same(ragged(eager, 2, **kw), ragged(compiled, 2, **kw))
 
 
 def test_compiled_coconut_equals_eager(rs_records):

@@ -272,9 +272,23 @@ def methods(cot, colar, questions, n_tokens, latents, compiled):
         c_cot, c_colar = compiled
         dc_cot = Decoder(c_cot, max_new_tokens=n_tokens)
         dc_colar = Decoder(c_colar, max_new_tokens=n_tokens, max_latent_steps=latents)
-        out["ponder-cot-compiled"] = (c_cot.body, lambda: dc_cot.generate(questions, speed=1))
-        out["ponder-colar-compiled"] = (c_colar.body, lambda: dc_colar.generate(questions, speed=SPEED))
+        out["ponder-cot-compiled"] = (None, lambda: dc_cot.generate(questions, speed=1))
+        out["ponder-colar-compiled"] = (None, lambda: dc_colar.generate(questions, speed=SPEED))
+        sc_cot = Decoder(c_cot, max_new_tokens=n_tokens)
+        sc_colar = Decoder(c_colar, max_new_tokens=n_tokens, max_latent_steps=latents)
+        sc_cot.engine.whole_step = sc_colar.engine.whole_step = False  # the compiled pass under the engine's step
+        out["ponder-cot-compiled-step"] = (c_cot.body, lambda: sc_cot.generate(questions, speed=1))
+        out["ponder-colar-compiled-step"] = (c_colar.body, lambda: sc_colar.generate(questions, speed=SPEED))
     return out
+
+
+def whole_step_work(generations):
+    """Passes and positions of a whole-step call (static.py), from its rows: the meter cannot wrap a pass inside
+    the compiled step. Every row takes part in every pass (done rows masked): the prefill's B x T positions,
+    then one position per row and pass."""
+    passes = max(g.main_passes for g in generations)
+    B, T = len(generations), max(g.prompt_tokens for g in generations)
+    return passes, B * T + B * (passes - 1)
 
 
 def check(results, n_tokens, latents, batch):
@@ -293,13 +307,15 @@ def check(results, n_tokens, latents, batch):
         "colar_latents_max_abs_diff_vs_official": max(
             float((g.latents - lat[b].float().cpu()).abs().max()) for b, g in enumerate(colar)),
     }
-    for name in ("ponder-cot-compiled", "ponder-colar-compiled"):
+    for name in ("ponder-cot-compiled", "ponder-colar-compiled", "ponder-cot-compiled-step",
+                 "ponder-colar-compiled-step"):
         if name in results:
-            eager = results[name.replace("-compiled", "")]
+            eager = results[name.split("-compiled")[0]]
             checks[f"{name}_tokens_equal_eager"] = [g.token_ids for g in results[name]] == [g.token_ids for g in eager]
-    if "ponder-colar-compiled" in results:
-        checks["ponder-colar-compiled_latents_max_abs_diff"] = max(
-            float((g.latents - e.latents).abs().max()) for g, e in zip(results["ponder-colar-compiled"], colar))
+    for name in ("ponder-colar-compiled", "ponder-colar-compiled-step"):
+        if name in results:
+            checks[f"{name}_latents_max_abs_diff"] = max(
+                float((g.latents - e.latents).abs().max()) for g, e in zip(results[name], colar))
     bad = [k for k, v in checks.items() if v is False]
     if bad:
         print(f"warning: batch {batch}, N {n_tokens}: checks failed: {bad}", file=sys.stderr)
@@ -319,7 +335,7 @@ def run_group(meter, group, warmup, repeats, device):
         module, fn = group[name]
         first = None
         for i in range(warmup):
-            detach = meter.attach(module)
+            detach = meter.attach(module) if module is not None else (lambda: None)
             meter.reset()
             sync(device)
             t0 = time.perf_counter()
@@ -334,23 +350,26 @@ def run_group(meter, group, warmup, repeats, device):
         order = names[rep % len(names):] + names[: rep % len(names)]
         for name in order:
             module, fn = group[name]
-            detach = meter.attach(module)
+            detach = meter.attach(module) if module is not None else (lambda: None)
             meter.reset()
             sync(device)
             t0 = time.perf_counter()
-            fn()
+            got = fn()
             sync(device)
             dt = time.perf_counter() - t0
             detach()
             s = stats[name]
             s["times"].append(dt)
+            if module is None:  # whole-step: no body to time apart
+                s["passes"], s["positions"] = whole_step_work(got)
+                continue
             if meter.time_body:
                 s["body"].append(meter.body)
             s["passes"], s["positions"] = meter.passes, meter.positions
     if device.type == "cuda":  # the body, in synchronised rounds of their own
         meter.time_body = True
         for rep in range(max(3, repeats // 3)):
-            for name in names:
+            for name in (n for n in names if group[n][0] is not None):
                 module, fn = group[name]
                 detach = meter.attach(module)
                 meter.reset()
@@ -452,8 +471,10 @@ def main(argv=None):
                 checks.append(c)
                 pairs = [("ponder-cot", "generate"), ("ponder-colar", "official-colar")]
                 if args.compile:
-                    pairs += [("ponder-cot-compiled", "generate"), ("ponder-colar-compiled", "official-colar"),
-                              ("ponder-cot-compiled", "ponder-cot"), ("ponder-colar-compiled", "ponder-colar")]
+                    for mode in ("ponder-cot-compiled", "ponder-cot-compiled-step"):
+                        pairs += [(mode, "generate"), (mode, "ponder-cot")]
+                    for mode in ("ponder-colar-compiled", "ponder-colar-compiled-step"):
+                        pairs += [(mode, "official-colar"), (mode, "ponder-colar")]
                 for fast, ref in pairs:
                     comparisons.append({**key, **compare(by, fast, ref)})
                 print(json.dumps({**key, **{k: round(v["median_s"] * 1e3, 2) for k, v in by.items()}}), flush=True)
@@ -518,7 +539,7 @@ def markdown(r):
         lines.append(f"| {c['size']} | {c['batch']} | {c['tokens']} | {c['method']} | {c['reference']} | "
                      f"{c['speedup']:.2f} | {c['speedup_q'][0]:.2f}..{c['speedup_q'][1]:.2f} | {c['pass_ratio']:.2f} | "
                      f"{c['speedup_over_pass_limit']:.2f} | {c['position_ratio']:.2f} |")
-    compiled = [x for x in r["rows"] if x["method"].endswith("-compiled")]
+    compiled = [x for x in r["rows"] if "-compiled" in x["method"]]
     if compiled:
         total = sum(max(0.0, x["first_call_s"] - x["median_s"]) for x in compiled)
         lines += ["", f"Compilation (ponder's compiled mode, ``PonderModel.compile_decoding``): first call minus a timed call, summed over "

@@ -31,6 +31,7 @@ import torch
 from transformers import DynamicCache
 
 from ponder.errors import PonderError
+from ponder.inference import static
 from ponder.model.latent_head import LatentHead
 
 
@@ -198,6 +199,8 @@ class Engine:
         self._lock = threading.Lock()  # submit() may come from another thread than step()
         self.cache = self.mask = self.embeds = self.positions = None
         self.logits = self.mean = self.log_std = self.hidden = None
+        self.whole_step = True  # False: batches take the engine's step even where static.py could (benchmarks)
+        self.static_runs = 0  # batches the whole-step loop decoded (static.py)
 
     # -- the queue -----------------------------------------------------------------------------------
     def submit(self, request: Request, controller=None) -> Row:
@@ -268,6 +271,15 @@ class Engine:
         results: dict[int, Generation] = {}
         for row in rows:  # collect through the rows themselves, not their requests' callbacks
             row.on_done, row.t0 = results.__setitem__, t0
+        with self._lock:  # a batch alone in a compiled engine: the whole-step loop (static.py) decodes it
+            whole = len(self.queue) == len(rows) and static.takes(self, rows)
+            if whole:
+                self.queue = []
+        if whole:
+            static.run(self, rows)
+            self.static_runs += 1
+            for r in rows:
+                self._finish(r)
         while any(id(r) not in results for r in rows):
             self.step()
         wall = time.perf_counter() - t0
