@@ -119,3 +119,18 @@ def test_decoder_compile_flag(rs_records):
     model = tiny_model(rs_records["train"], seed=3)
     Decoder(model, max_new_tokens=2, compile=True)
     assert model.decoding_mode == "compiled"
+
+
+def test_each_model_compiles_its_own_copy_of_the_code(rs_records):
+    """Dynamo keeps graphs and its recompile limit per code object: two models must not share one, or a
+    process decoding with several models falls back to eager (the pass) or fails (the fullgraph step)."""
+    from ponder.inference import static
+
+    a, b = (tiny_model(rs_records["train"], seed=s) for s in (1, 2))
+    for m in (a, b):
+        m.compile_decoding()
+        static.compiled_step(m)
+    for key in ("_compiled", "_static_step"):
+        fa, fb = (m.__dict__[key]._torchdynamo_orig_callable for m in (a, b))
+        assert fa.__code__ is not fb.__code__
+    assert a.__dict__["_compiled"]._torchdynamo_orig_callable.__self__ is a

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from transformers import StaticCache
 
+from ponder.model.io import compile_own
+
 LATENT, THOUGHTS, TOKENS = 0, 1, 2
 PHASE = {"latent": LATENT, "thoughts": THOUGHTS, "tokens": TOKENS}
 BUCKET = 32  # cache lengths are rounded up to a multiple of this, so nearby lengths share a compiled graph
@@ -135,10 +137,11 @@ def pass_(model, cache, mask, embeds, positions):
 
 
 def compiled_step(model):
-    """The model's compiled whole step, made once (compiling takes seconds; each new cache shape, more)."""
+    """The model's compiled whole step, made once, on its own copy of the code (``compile_own``): compiling
+    takes seconds, and a second batch size or cache length one recompile (then both are dynamic)."""
     if model.__dict__.get("_static_step") is None:
         mode = "reduce-overhead" if model.device.type == "cuda" else None
-        model.__dict__["_static_step"] = torch.compile(fused_step, fullgraph=True, mode=mode)
+        model.__dict__["_static_step"] = compile_own(fused_step, fullgraph=True, mode=mode)
     return model.__dict__["_static_step"]
 
 

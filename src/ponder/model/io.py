@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -177,7 +178,7 @@ class PonderModel(nn.Module):
         calls ``lm``, and it is not registered as a submodule, so state dicts are unchanged.
         benchmarks/decode measures where it wins and its compile time."""
         if self.__dict__.get("_compiled") is None:
-            self.__dict__["_compiled"] = torch.compile(self._lean_pass if self.lean else self._full_pass, dynamic=True)
+            self.__dict__["_compiled"] = compile_own(self._lean_pass if self.lean else self._full_pass, dynamic=True)
 
     @property
     def decoding_mode(self) -> str:
@@ -240,6 +241,18 @@ class PonderModel(nn.Module):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def compile_own(fn, **options):
+    """``torch.compile`` of a private copy of ``fn``'s code (a bound method stays bound). Dynamo keeps its
+    graphs, and its limit of 8 recompiles, per code object: every model compiling the same method would share
+    them, and a process that decodes with several models (``bench``, benchmarks/decode) would exhaust the
+    limit and fall back to eager (or fail, under ``fullgraph``)."""
+    f = getattr(fn, "__func__", fn)
+    own = types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    own.__kwdefaults__ = f.__kwdefaults__
+    bound = types.MethodType(own, fn.__self__) if hasattr(fn, "__self__") else own
+    return torch.compile(bound, **options)
 
 
 @contextlib.contextmanager
