@@ -127,10 +127,10 @@ def fused_step(model, cache, mask, consts, s: State, x):
     return decide(model, consts, s, logits, mean, hidden)
 
 
-def pass_(model, cache, mask, embeds, positions):
+def pass_(model, cache, mask, embeds, positions, lean=None):
     """The lean pass (last position) and the latent head: -> (logits (B, V) float, hidden (B, d), mean)."""
-    logits, hidden = model._lean_pass(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                      past_key_values=cache, use_cache=True)
+    logits, hidden = (lean or model._lean_pass)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                                past_key_values=cache, use_cache=True)
     hidden = hidden[:, -1]
     mean = model.latent_head(hidden)[0] if model.latent_head is not None else None
     return logits[:, -1].float(), hidden, mean
@@ -171,8 +171,9 @@ def run(engine, rows, check_every: int | None = None) -> None:
     s = State(rows, device, (B, lat, new, m.embed(ids[:1, :1]).shape[-1]))
     consts = (engine.think_end, engine.eos, float(st.embed_std or 1.0), num_thoughts)
 
-    # Prefill eager (its length varies from batch to batch), into the same static cache.
-    logits, hidden, mean = pass_(m, cache, mask[:, :T], m.embed(ids), positions)
+    # The prefill, into the same static cache, through the model's compiled pass (dynamic shapes: prompt
+    # lengths vary from batch to batch).
+    logits, hidden, mean = pass_(m, cache, mask[:, :T], m.embed(ids), positions, lean=m.__dict__["_compiled"])
     x, values = decide(m, consts, s, logits, mean, hidden)
     s.set(values)
     step = compiled_step(m)
