@@ -81,6 +81,21 @@ def test_whole_step_loop_checking_done_every_k_steps_changes_nothing(colar):
         assert r.out == w.token_ids and r.steps == w.reasoning_length and r.passes == w.main_passes
 
 
+def test_whole_step_cache_grows_on_demand_and_changes_nothing(rs_records, monkeypatch):
+    """The static cache starts at the prompt plus 32 columns and doubles when a row needs more: long CoT
+    outputs (an untrained model rarely says <eos>) make it grow, with the eager decoder's tokens."""
+    from ponder.inference import static
+
+    eager, compiled = both(tiny_model(rs_records["train"], seed=2))
+    grown, real = [], static.grow
+    monkeypatch.setattr(static, "grow", lambda *a: grown.append(a[-1]) or real(*a))
+    reqs = lambda: [Request(question=q, max_new_tokens=30 + 15 * i) for i, q in enumerate(QUESTIONS)]  # noqa: E731
+    want = Engine(eager, max_batch=len(QUESTIONS)).run(reqs())
+    assert max(len(g.token_ids) for g in want) > 40
+    assert_same(want, Engine(compiled, max_batch=len(QUESTIONS)).run(reqs()))
+    assert grown
+
+
 @pytest.mark.parametrize("kw", [dict(temperature=0.7, seed=3), dict(stop=["9"]), dict(logprobs=True)])
 def test_what_the_whole_step_loop_does_not_take_goes_through_the_compiled_step(colar, kw):
     """Sampling, stop strings and logprobs take the engine's step (with the compiled pass), same results."""

@@ -26,7 +26,7 @@ from ponder.model.io import compile_own
 
 LATENT, THOUGHTS, TOKENS = 0, 1, 2
 PHASE = {"latent": LATENT, "thoughts": THOUGHTS, "tokens": TOKENS}
-BUCKET = 32  # cache lengths are rounded up to a multiple of this, so nearby lengths share a compiled graph
+BUCKET = 32  # cache lengths are multiples of this (then doubled on demand: grow), so batches share graphs
 
 
 def takes(engine, rows) -> bool:
@@ -136,6 +136,33 @@ def pass_(model, cache, mask, embeds, positions, lean=None):
     return logits[:, -1].float(), hidden, mean
 
 
+def bucket(n: int) -> int:
+    return -(-n // BUCKET) * BUCKET
+
+
+def allocate(model, B: int, length: int, device):
+    """An empty static cache of ``length`` columns and its (B, length) attention mask."""
+    mask = torch.zeros(B, length, dtype=torch.long, device=device)
+    if device.type == "cuda":
+        torch._dynamo.mark_static_address(mask)
+    return StaticCache(config=model.config, max_cache_len=length), mask
+
+
+def grow(model, cache, mask, length: int):
+    """The cache and mask copied into ``length`` columns. Why not allocate the worst case at once: every step
+    attends over the whole static length, and budgets (256 tokens, 64 latents) are mostly unused -- a cache
+    sized for them made the quickstart's evaluation slower than eager; doubling on demand costs a copy and,
+    for each new length, one recompile (then lengths are dynamic) or, on CUDA, one more graph."""
+    new, new_mask = allocate(model, mask.shape[0], length, mask.device)
+    new_mask[:, : mask.shape[1]] = mask
+    for old, layer in zip(cache.layers, new.layers):
+        layer.lazy_initialization(old.keys, old.values)
+        layer.keys[:, :, : old.keys.shape[2]] = old.keys
+        layer.values[:, :, : old.values.shape[2]] = old.values
+        layer.cumulative_length.copy_(old.cumulative_length)
+    return new, new_mask
+
+
 def compiled_step(model):
     """The model's compiled whole step, made once, on its own copy of the code (``compile_own``): compiling
     takes seconds, and a second batch size or cache length one recompile (then both are dynamic)."""
@@ -162,12 +189,8 @@ def run(engine, rows, check_every: int | None = None) -> None:
         r.last_pos = p
     T, B = ids.shape[1], len(rows)
     steps_bound = (lat if st.reasoning in ("latent", "thoughts") else 0) + 1 + new
-    length = -(-(T + steps_bound) // BUCKET) * BUCKET
-    cache = StaticCache(config=m.config, max_cache_len=length)
-    mask = torch.zeros(B, length, dtype=torch.long, device=device)
+    cache, mask = allocate(m, B, bucket(T + min(steps_bound, BUCKET)), device)
     mask[:, :T] = pmask
-    if device.type == "cuda":
-        torch._dynamo.mark_static_address(mask)
     s = State(rows, device, (B, lat, new, m.embed(ids[:1, :1]).shape[-1]))
     consts = (engine.think_end, engine.eos, float(st.embed_std or 1.0), num_thoughts)
 
@@ -180,6 +203,8 @@ def run(engine, rows, check_every: int | None = None) -> None:
     for i in range(steps_bound):
         if i % check_every == 0 and bool(s.done.all()):
             break
+        if T + i == mask.shape[1]:  # the cache is full (step i writes column T + i): twice the room
+            cache, mask = grow(m, cache, mask, min(2 * mask.shape[1], bucket(T + steps_bound)))
         x, values = step(m, cache, mask, consts, s, x)
         s.set(values)
 
