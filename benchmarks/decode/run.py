@@ -12,10 +12,13 @@ left-padded; batch 1 takes the first, 64 tokens):
   eos_token_id, pad_token_id)`` on the same left-padded CoT prompts (as ``tests/test_decode.py``'s first test);
 * ``ponder-colar``   -- ``Decoder(colar, max_new_tokens=N, max_latent_steps=L).generate(questions, speed=2)``;
 * ``official-colar`` -- ``official_latent_generate`` below, a re-implementation of the official loop;
-* ``ponder-*-compiled`` (``--compile``) -- the same ``Decoder`` in ponder's compiled mode
-  (``PonderModel.compile_decoding``: ``torch.compile(model.lm, dynamic=True)`` for passes without gradients,
-  what ``ponder eval --compile`` and ``Decoder(compile=True)`` use); its first call (compilation included) is
-  reported apart.
+* ``ponder-*-compiled`` (``--compile``) -- the same ``Decoder`` in ponder's compiled mode (``Decoder(compile=
+  True)``, what ``ponder eval --compile`` uses): a batch submitted at once goes through the whole-step loop
+  (``inference/static.py``: static KV cache, one compiled step); no pass can be wrapped inside it, so its passes
+  and positions come from its rows (``whole_step_work``) and its body is not timed apart;
+* ``ponder-*-compiled-step`` (``--compile``) -- the compiled pass under the engine's step (``engine.whole_step
+  = False``: what ``ponder serve --compile`` and sampled decoding use); the first call of each compiled method
+  (compilation included) is reported apart.
 
 The models are from-scratch Llamas of about 1M (``tiny`` preset: hidden 128, 4 layers) and 26M parameters
 (hidden 512, 6 layers, 8 heads, MLP 2048), random weights, with a latent head (``max_compression`` 4). So that
