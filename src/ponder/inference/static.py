@@ -32,8 +32,8 @@ BUCKET = 32  # cache lengths are multiples of this (then doubled on demand: grow
 def takes(engine, rows) -> bool:
     """Whether the whole-step loop can decode ``rows`` exactly as the engine's step would."""
     m = engine.model
-    return (engine.whole_step and m.decoding_mode == "compiled" and m.lean and engine.use_cache and not engine.rows
-            and bool(rows)
+    return (engine.whole_step and getattr(m, "decoding_mode", None) == "compiled" and m.lean and engine.use_cache
+            and not engine.rows and bool(rows)
             and all(r.controller is None and r.request.temperature == 0 and r.request.latent_temperature == 0
                     and not r.request.sample_stop and not r.request.stop and not r.request.logprobs
                     and r.request.on_event is None and not r.cancelled for r in rows))
