@@ -103,9 +103,14 @@ def test_what_the_whole_step_loop_does_not_take_goes_through_the_compiled_step(c
     assert_same(ragged(eager, 2, **kw), ragged(compiled, 2, **kw))
 
 
-def test_compiled_coconut_equals_eager(rs_records):
-    model = tiny_model(rs_records["train"], seed=5, method="coconut")
+@pytest.mark.parametrize("method", ["coconut", "codi"])
+def test_compiled_continuous_thoughts_equal_eager(rs_records, method):
+    """Coconut feeds the hidden state back; CODI projects it through its latent head (thought_input)."""
+    model = tiny_model(rs_records["train"], seed=5, method=method)
     model.settings.num_thoughts = 3
+    if method == "codi":
+        model.add_latent_head()
+        model.settings.embed_std = 0.7
     eager, compiled = both(model)
     assert_same(ragged(eager), ragged(compiled))
 
