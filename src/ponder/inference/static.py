@@ -3,8 +3,8 @@
 Why: a small model's decoding step costs Python, kernel launches and a host sync per step more than it costs
 matmuls (benchmarks/decode). Here a step -- the transformer pass, the latent head, and every row's choice of
 its next input (a latent, a continuous thought, ``</think>``, a token, or nothing once it is done) -- is
-tensor code with no branch on data and no host sync, over a ``transformers.StaticCache`` whose shapes never
-change, so ``torch.compile`` captures it whole (``fullgraph``; on CUDA ``mode="reduce-overhead"``: one
+tensor code with no branch on data and no host sync, over a ``transformers.StaticCache`` whose shape changes
+only when it doubles (``grow``), so ``torch.compile`` captures it whole (``fullgraph``; on CUDA ``mode="reduce-overhead"``: one
 CUDA graph per step). A row that is done keeps its slot, masked: its outputs are no longer written. The loop
 asks "are all rows done?" every ``check_every`` steps (each ask is a host sync), so up to
 ``check_every - 1`` steps may run after the last row is done.
