@@ -167,7 +167,10 @@ class Meter:
 
     def attach(self, module):
         """Wrap ``module.forward`` (an instance attribute; ``functools.wraps`` keeps its signature, which
-        ``generate`` inspects for ``logits_to_keep``). Returns the function that removes the wrapper."""
+        ``generate`` inspects for ``logits_to_keep``). Returns the function that removes the wrapper.
+        ``None`` (a whole-step call, whose passes are inside one compiled step) wraps nothing."""
+        if module is None:
+            return lambda: None
         had = "forward" in vars(module)
         inner = module.forward
 
@@ -338,7 +341,7 @@ def run_group(meter, group, warmup, repeats, device):
         module, fn = group[name]
         first = None
         for i in range(warmup):
-            detach = meter.attach(module) if module is not None else (lambda: None)
+            detach = meter.attach(module)
             meter.reset()
             sync(device)
             t0 = time.perf_counter()
@@ -353,7 +356,7 @@ def run_group(meter, group, warmup, repeats, device):
         order = names[rep % len(names):] + names[: rep % len(names)]
         for name in order:
             module, fn = group[name]
-            detach = meter.attach(module) if module is not None else (lambda: None)
+            detach = meter.attach(module)
             meter.reset()
             sync(device)
             t0 = time.perf_counter()

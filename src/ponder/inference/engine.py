@@ -324,10 +324,8 @@ class Engine:
         new = [r for r in new if not r.cancelled]
         if not new:
             return False
-        m, device = self.model, self.model.device
-        ids, mask, positions = left_pad([r.prompt for r in new], self.pad, device)
-        for r, p in zip(new, positions[:, -1].tolist()):
-            r.last_pos = p
+        m = self.model
+        ids, mask, positions = prompt_batch(new, self.pad, m.device)
         old = self._state()
         self.cache = DynamicCache() if self.use_cache else None
         self.mask = self.embeds = self.positions = None
@@ -655,6 +653,14 @@ def left_pad(prompts: list[list[int]], pad: int, device):
     ids = torch.tensor([[pad] * (T - len(p)) + p for p in prompts], device=device)
     mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=device)
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def prompt_batch(rows: list[Row], pad: int, device):
+    """The rows' prompts, left-padded (``left_pad``); each row's ``last_pos`` becomes its last prompt position."""
+    ids, mask, positions = left_pad([r.prompt for r in rows], pad, device)
+    for r, p in zip(rows, positions[:, -1].tolist()):
+        r.last_pos = p
+    return ids, mask, positions
 
 
 def _sync(device):

@@ -176,7 +176,7 @@ def compiled_step(model):
 def run(engine, rows, check_every: int | None = None) -> None:
     """Decode ``rows`` (already made by the engine: prompts, phases, positions) to the end, then fill each
     row's ``out``, ``steps``, ``latents``, ``top_ids``, ``ended`` and ``passes`` as the engine's step does."""
-    from ponder.inference.engine import left_pad
+    from ponder.inference.engine import prompt_batch
 
     m, st, device = engine.model, engine.model.settings, engine.model.device
     if check_every is None:
@@ -184,9 +184,7 @@ def run(engine, rows, check_every: int | None = None) -> None:
     num_thoughts = (st.num_thoughts or 0) if st.reasoning == "thoughts" else 0
     lat = max(1, num_thoughts, *(r.request.max_latent_steps for r in rows))
     new = max(r.request.max_new_tokens for r in rows)
-    ids, pmask, positions = left_pad([r.prompt for r in rows], engine.pad, device)
-    for r, p in zip(rows, positions[:, -1].tolist()):
-        r.last_pos = p
+    ids, pmask, positions = prompt_batch(rows, engine.pad, device)
     T, B = ids.shape[1], len(rows)
     steps_bound = (lat if st.reasoning in ("latent", "thoughts") else 0) + 1 + new
     cache, mask = allocate(m, B, bucket(T + min(steps_bound, BUCKET)), device)
